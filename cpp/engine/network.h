@@ -1,0 +1,114 @@
+// network.h: a multilayer perceptron over flat buffers, and its epoch loop.
+//
+// Parameters, gradients and optimizer state are each one contiguous float
+// buffer with the same layout: for every layer W (n_in, width), b (width) and,
+// for prelu, one slope per unit. Activations live in a Workspace sized for a
+// batch; training owns one, and every predict call makes its own, so many
+// threads may predict with one network at once. No Python here.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu.h"
+
+namespace dropkit {
+
+struct LayerSpec {
+  int64_t n_in = 0;
+  int64_t units = 0;        // outputs of the layer
+  Act act = Act::identity;  // elementwise part (identity for maxout)
+  float act_param = 0.0f;   // leaky_relu slope, elu alpha, prelu initial slope
+  int pieces = 1;           // maxout pieces per unit (1: not maxout)
+  float input_dropout = 0.0f;  // drop probability applied to this layer's input
+
+  int64_t width() const { return units * pieces; }  // columns of W
+  bool has_slopes() const { return act == Act::prelu; }
+};
+
+enum class DropoutMode : int { inverted = 0, standard };
+
+// Per-batch activations of every layer; backward reads what forward cached.
+struct Workspace {
+  int64_t batch = 0;         // rows the buffers can hold
+  int64_t batch_in_use = 0;  // rows of the last forward
+  std::vector<std::vector<float>> x_in;   // (B, n_in): the layer's input after dropout
+  std::vector<std::vector<float>> z;      // (B, width): pre-activation
+  std::vector<std::vector<float>> a;      // (B, units): output (unused when aliasing z)
+  std::vector<std::vector<int32_t>> argmax;  // (B, units): maxout winners
+  std::vector<std::vector<float>> dz;     // (B, width)
+  std::vector<std::vector<float>> d_in;   // (B, n_in): gradient w.r.t. the layer's input
+  std::vector<const float*> in_ptr, out_ptr;  // what each layer read and wrote last
+};
+
+struct EpochResult {
+  double loss_sum = 0.0;    // sum over samples of weight * loss
+  double weight_sum = 0.0;  // sum of sample weights seen
+  int64_t batches = 0;
+  bool interrupted = false;
+  bool diverged = false;
+};
+
+class Network {
+ public:
+  Network(int64_t n_inputs, std::vector<LayerSpec> layers, DropoutMode mode, uint64_t seed);
+
+  const std::vector<LayerSpec>& layers() const { return layers_; }
+  int64_t n_inputs() const { return n_inputs_; }
+  int64_t n_outputs() const { return layers_.back().units; }
+  int64_t n_params() const { return (int64_t)params_.size(); }
+  DropoutMode dropout_mode() const { return mode_; }
+
+  float* params() { return params_.data(); }
+  float* grads() { return grads_.data(); }
+  float* opt_m() { return m_.data(); }
+  float* opt_v() { return v_.data(); }
+  int64_t weight_offset(int l) const { return w_off_[l]; }
+  int64_t bias_offset(int l) const { return b_off_[l]; }
+  int64_t slope_offset(int l) const { return s_off_[l]; }  // -1 without slopes
+
+  uint64_t seed = 0;
+  uint32_t step = 0;  // optimizer steps taken; keys the dropout masks
+  OptParams opt;      // lr, kind and hyperparameters; l2 and decay come per layer
+  std::vector<float> l2, weight_decay;  // per layer
+  bool penalize_bias = false;
+
+  // Forward over a batch X (B, n_in); returns the last layer's output (B, n_out),
+  // valid until the workspace is used again.
+  const float* forward(Workspace& ws, const float* X, int64_t B, bool training) const;
+  // Backward from dout (B, n_out), accumulating into grads(); writes the
+  // gradient w.r.t. X into dX when it is not null.
+  void backward(Workspace& ws, const float* dout, float* dX);
+  void zero_grad();
+  void optimizer_step();  // one fused pass per parameter segment, then step++
+  double penalty_value() const;  // sum over layers of (l2/2) |W|^2
+
+  // One epoch of minibatch training on (X, Y, sample_weight). keep_going() is
+  // asked between batches; returning false ends the epoch early (Ctrl-C).
+  EpochResult train_epoch(const float* X, const float* Y, const float* sample_weight, int64_t n,
+                          Loss loss, int64_t batch_size, bool shuffle, uint32_t epoch,
+                          const std::function<bool()>& keep_going);
+  // Outputs for X (n, n_in) in blocks, through the loss's link when `link`.
+  void predict(const float* X, int64_t n, float* out, bool link, Loss loss) const;
+  // Mean weighted loss over (X, Y), without penalties.
+  double mean_loss(const float* X, const float* Y, const float* sample_weight, int64_t n,
+                   Loss loss) const;
+
+  Workspace train_ws;
+
+ private:
+  void ensure(Workspace& ws, int64_t B) const;
+  RngKey dropout_key(int layer) const { return RngKey{seed, (uint32_t)layer * 8u, step}; }
+
+  int64_t n_inputs_;
+  std::vector<LayerSpec> layers_;
+  DropoutMode mode_;
+  std::vector<int64_t> w_off_, b_off_, s_off_;
+  std::vector<float> params_, grads_, m_, v_;
+  std::vector<int64_t> order_;
+  std::vector<uint32_t> shuffle_bits_;
+  std::vector<float> xb_, yb_, swb_, dout_;
+};
+
+}  // namespace dropkit

@@ -1,0 +1,115 @@
+// activations.h: elementwise activations forward and backward, and maxout;
+// compiled per ISA. Backward reads the cached pre-activation z and output a,
+// whichever is cheaper for that function.
+#pragma once
+#include "kernels/cpu.h"
+#include "kernels/simd.h"
+
+namespace dropkit {
+namespace DK_ISA {
+
+// a (n) = act(z (n)); one row of a (B, N) block, so prelu's slopes line up.
+static inline void act_forward_row(float* __restrict a, const float* __restrict z, int64_t n,
+                                   ActParams p) {
+  switch (p.kind) {
+    case Act::identity:
+      if (a != z)
+        for (int64_t j = 0; j < n; j++) a[j] = z[j];
+      break;
+    case Act::sigmoid:
+      for (int64_t j = 0; j < n; j++) a[j] = sigmoid_approx(z[j]);
+      break;
+    case Act::tanh:
+      // tanh(z) = 2 sigmoid(2z) - 1; absolute error about 1e-7
+      for (int64_t j = 0; j < n; j++) a[j] = 2.0f * sigmoid_approx(2.0f * z[j]) - 1.0f;
+      break;
+    case Act::relu:
+      for (int64_t j = 0; j < n; j++) a[j] = z[j] > 0.0f ? z[j] : 0.0f;
+      break;
+    case Act::leaky_relu: {
+      const float s = p.param;
+      for (int64_t j = 0; j < n; j++) a[j] = z[j] > 0.0f ? z[j] : s * z[j];
+      break;
+    }
+    case Act::prelu:
+      for (int64_t j = 0; j < n; j++) a[j] = z[j] > 0.0f ? z[j] : p.slopes[j] * z[j];
+      break;
+    case Act::elu: {
+      const float alpha = p.param;
+      for (int64_t j = 0; j < n; j++)
+        a[j] = z[j] > 0.0f ? z[j] : alpha * (exp_approx(z[j]) - 1.0f);
+      break;
+    }
+  }
+}
+
+static void act_forward(float* a, const float* z, int64_t B, int64_t N, ActParams p) {
+  for (int64_t b = 0; b < B; b++) act_forward_row(a + b * N, z + b * N, N, p);
+}
+
+static void act_backward(float* dz, float* dslope, const float* da, const float* z,
+                         const float* a, int64_t B, int64_t N, ActParams p) {
+  for (int64_t b = 0; b < B; b++) {
+    float* __restrict dz_b = dz + b * N;
+    const float* __restrict da_b = da + b * N;
+    const float* __restrict z_b = z + b * N;
+    const float* __restrict a_b = a + b * N;
+    switch (p.kind) {
+      case Act::identity:
+        for (int64_t j = 0; j < N; j++) dz_b[j] = da_b[j];
+        break;
+      case Act::sigmoid:
+        for (int64_t j = 0; j < N; j++) dz_b[j] = da_b[j] * a_b[j] * (1.0f - a_b[j]);
+        break;
+      case Act::tanh:
+        for (int64_t j = 0; j < N; j++) dz_b[j] = da_b[j] * (1.0f - a_b[j] * a_b[j]);
+        break;
+      case Act::relu:
+        for (int64_t j = 0; j < N; j++) dz_b[j] = z_b[j] > 0.0f ? da_b[j] : 0.0f;
+        break;
+      case Act::leaky_relu: {
+        const float s = p.param;
+        for (int64_t j = 0; j < N; j++) dz_b[j] = z_b[j] > 0.0f ? da_b[j] : s * da_b[j];
+        break;
+      }
+      case Act::prelu:
+        for (int64_t j = 0; j < N; j++) {
+          bool pos = z_b[j] > 0.0f;
+          dz_b[j] = pos ? da_b[j] : p.slopes[j] * da_b[j];
+          if (dslope) dslope[j] += pos ? 0.0f : da_b[j] * z_b[j];
+        }
+        break;
+      case Act::elu: {
+        // for z <= 0, d/dz alpha*(e^z - 1) = a + alpha
+        const float alpha = p.param;
+        for (int64_t j = 0; j < N; j++) dz_b[j] = z_b[j] > 0.0f ? da_b[j] : da_b[j] * (a_b[j] + alpha);
+        break;
+      }
+    }
+  }
+}
+
+// z is (B, U*k): unit u owns columns u*k .. u*k+k-1; a and argmax are (B, U).
+// Ties go to the first piece.
+static void maxout_forward(float* a, int32_t* argmax, const float* z, int64_t B, int64_t U, int k) {
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t u = 0; u < U; u++) {
+      const float* z_bu = z + (b * U + u) * k;
+      int best = 0;
+      for (int i = 1; i < k; i++)
+        if (z_bu[i] > z_bu[best]) best = i;
+      a[b * U + u] = z_bu[best];
+      argmax[b * U + u] = best;
+    }
+  }
+}
+
+// dz (B, U*k) gets da at each winning piece and zero elsewhere.
+static void maxout_backward(float* dz, const float* da, const int32_t* argmax, int64_t B,
+                            int64_t U, int k) {
+  for (int64_t i = 0; i < B * U * k; i++) dz[i] = 0.0f;
+  for (int64_t i = 0; i < B * U; i++) dz[i * k + argmax[i]] = da[i];
+}
+
+}  // namespace DK_ISA
+}  // namespace dropkit

@@ -1,0 +1,121 @@
+// cpu.h: the ISA-free face of the kernels.
+//
+// Every kernel is written once (the *.h files beside this one) and compiled in
+// dispatch_isa.cpp once per instruction set: scalar, AVX2+FMA and AVX-512. Each
+// compilation fills one KernelTable; the rest of the code calls kernels() and
+// never sees an ISA. The table is chosen once at import from CPUID, can be
+// forced lower with the environment variable DROPKIT_ISA, and can be switched
+// by set_isa() so the tests run every path this CPU supports.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dropkit {
+
+enum class Act : int { identity = 0, sigmoid, tanh, relu, leaky_relu, prelu, elu };
+enum class Loss : int { softmax_ce = 0, binary_ce, squared };
+
+// Elementwise activation of a (B, N) block. `param` is the slope of leaky_relu
+// or the alpha of elu; prelu reads one learned slope per column from `slopes`.
+struct ActParams {
+  Act kind = Act::identity;
+  float param = 0.0f;
+  const float* slopes = nullptr;
+};
+
+// Applied to each output tile once its dot products are complete, while it is
+// still in cache: z = acc + bias, then a = act(z) when `act_out` is given.
+struct Epilogue {
+  const float* bias = nullptr;  // (N) or null
+  float* act_out = nullptr;     // (M, N) with leading dimension ld_act, or null
+  int64_t ld_act = 0;
+  ActParams act;
+};
+
+// Counter-based random stream: Philox4x32-10 keyed by the seed; the counter
+// holds the element's block index, a stream id (layer and purpose) and the step.
+struct RngKey {
+  uint64_t seed = 0;
+  uint32_t stream = 0;
+  uint32_t step = 0;
+};
+
+enum class Optimizer : int { sgd = 0, adagrad, rmsprop, adam };
+
+// One optimizer step over a segment of the flat parameter buffer.
+struct OptParams {
+  Optimizer kind = Optimizer::sgd;
+  float lr = 1e-3f;
+  float momentum = 0.0f;
+  bool nesterov = false;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, rho = 0.99f;
+  float l2 = 0.0f;            // L2 in the gradient: g += l2 * w
+  float weight_decay = 0.0f;  // decoupled: w -= lr * weight_decay * w
+  float bias_correction1 = 1.0f, bias_correction2 = 1.0f;  // adam: 1 - beta^t
+};
+
+struct KernelTable {
+  const char* name;
+
+  // C (M, N) = alpha * op(A) op(B) + beta * C, row-major with leading
+  // dimensions; op(A) is (M, K), op(B) is (K, N). beta == 0 never reads C.
+  // The epilogue (may be null) runs on each finished tile.
+  void (*gemm)(int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, bool trans_a,
+               const float* B, int64_t ldb, bool trans_b,
+               float beta, float* C, int64_t ldc, const Epilogue* epilogue);
+
+  // a (B, N) = act(z); row-major, contiguous.
+  void (*act_forward)(float* a, const float* z, int64_t B, int64_t N, ActParams p);
+  // dz (B, N) = da * act'(z); prelu also accumulates dslope (N) += sum_b da*min(z,0).
+  void (*act_backward)(float* dz, float* dslope, const float* da, const float* z,
+                       const float* a, int64_t B, int64_t N, ActParams p);
+  // maxout: a (B, U) = max over each group of k columns of z (B, U*k); argmax in (B, U).
+  void (*maxout_forward)(float* a, int32_t* argmax, const float* z, int64_t B, int64_t U, int k);
+  void (*maxout_backward)(float* dz, const float* da, const int32_t* argmax, int64_t B, int64_t U, int k);
+
+  // out[i] = in[i] * keep(i) * scale, keep(i) = uniform32(i) >= threshold.
+  // The same call drops units going forward and routes gradients going back.
+  void (*dropout_apply)(float* out, const float* in, int64_t n, uint32_t threshold,
+                        float scale, RngKey key);
+  // mask[i] = keep(i) ? scale : 0
+  void (*dropout_mask)(float* mask, int64_t n, uint32_t threshold, float scale, RngKey key);
+  // raw 32-bit outputs of the stream, for tests and shuffling
+  void (*random_u32)(uint32_t* out, int64_t n, RngKey key);
+
+  // Returns the sum over rows of weight_b * loss_b; writes
+  // dz = grad_scale * weight_b * dloss/dz when dz is not null.
+  double (*loss)(float* dz, const float* z, const float* y, const float* weight,
+                 int64_t B, int64_t C, Loss kind, float grad_scale);
+  // out (B, C) = softmax(z) or sigmoid(z) per the loss's link.
+  void (*output_link)(float* out, const float* z, int64_t B, int64_t C, Loss kind);
+
+  void (*optimizer_step)(float* w, const float* g, float* m, float* v, int64_t n, OptParams p);
+  // db (N) += column sums of dz (B, N)
+  void (*column_sums)(float* db, const float* dz, int64_t B, int64_t N);
+  double (*sum_squares)(const float* x, int64_t n);
+};
+
+const KernelTable& kernels();
+std::string simd_backend();
+std::vector<std::string> available_isas();  // runnable here, best first
+void set_isa(const std::string& name);       // throws std::invalid_argument
+
+// Philox threshold for dropping with probability `rate` in [0, 1).
+uint32_t drop_threshold(double rate);
+
+// Flush-to-zero and denormals-are-zero for the life of the guard; the caller's
+// floating-point state is restored after (subnormals slow training several-fold).
+class DenormalGuard {
+ public:
+  DenormalGuard();
+  ~DenormalGuard();
+  DenormalGuard(const DenormalGuard&) = delete;
+  DenormalGuard& operator=(const DenormalGuard&) = delete;
+
+ private:
+  unsigned saved_ = 0;
+};
+
+}  // namespace dropkit

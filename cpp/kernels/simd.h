@@ -1,0 +1,61 @@
+// simd.h: the vector type each ISA compiles the kernels with.
+//
+// DK_VEC_WIDTH is set per translation unit by the build: 16 floats for
+// AVX-512, 8 for AVX2, 1 for the scalar path. GCC's vector extensions turn the
+// same source into zmm, ymm or plain float code.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#ifndef DK_VEC_WIDTH
+#error "DK_VEC_WIDTH must be set by the build"
+#endif
+
+namespace dropkit {
+namespace DK_ISA {
+
+constexpr int W = DK_VEC_WIDTH;
+#if DK_VEC_WIDTH == 1
+typedef float vf;
+static inline vf vload(const float* p) { return *p; }
+static inline void vstore(float* p, vf v) { *p = v; }
+static inline vf vbroadcast(float s) { return s; }
+#else
+typedef float vf __attribute__((vector_size(4 * DK_VEC_WIDTH), aligned(4)));
+static inline vf vload(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+static inline vf vbroadcast(float s) { return vf{} + s; }
+#endif
+
+static inline uint32_t f2u(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+static inline float u2f(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+static inline float fmaxf_(float a, float b) { return a > b ? a : b; }
+static inline float fminf_(float a, float b) { return a < b ? a : b; }
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// exp(x) in float with only arithmetic and bit operations, so that loops
+// calling it vectorise (Cephes expf: range reduction by ln 2, degree-6
+// polynomial, exponent by integer add). Relative error about 2e-7; inputs are
+// clamped to [-87.3, 88.3], so the result is never subnormal or infinite.
+static inline float exp_approx(float x) {
+  x = fminf_(fmaxf_(x, -87.3f), 88.3f);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  float t = x * 1.44269504088896341f + shifter;
+  float n = t - shifter;
+  int32_t ni = (int32_t)(f2u(t) - f2u(shifter));
+  float g = x - n * 0.693359375f;
+  g = g - n * -2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * g + 1.3981999507e-3f;
+  y = y * g + 8.3334519073e-3f;
+  y = y * g + 4.1665795894e-2f;
+  y = y * g + 1.6666665459e-1f;
+  y = y * g + 5.0000001201e-1f;
+  y = y * g * g + g + 1.0f;
+  return y * u2f((uint32_t)(ni + 127) << 23);
+}
+
+static inline float sigmoid_approx(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
+
+}  // namespace DK_ISA
+}  // namespace dropkit

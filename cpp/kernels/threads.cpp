@@ -1,0 +1,159 @@
+// threads.cpp: the persistent worker pool behind parallel_for.
+//
+// Workers sleep on a condition variable between calls; a call publishes one
+// job, each participant (workers and the caller) takes chunk indices from an
+// atomic counter, and the caller waits until every chunk is done. Chunks are
+// contiguous ranges, so the split never changes what any element computes.
+#include "kernels/threads.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "kernels/cpu.h"
+
+namespace dropkit {
+
+namespace {
+
+thread_local bool in_parallel_region = false;
+
+class Pool {
+ public:
+  void run(int64_t n, int64_t grain, RangeFn fn, void* ctx, int threads) {
+    int64_t chunks = std::min<int64_t>(threads, (n + grain - 1) / grain);
+    if (chunks <= 1 || in_parallel_region) {
+      fn(ctx, 0, n);
+      return;
+    }
+    std::lock_guard<std::mutex> call_lock(call_mutex_);  // one job at a time
+    resize(threads - 1);
+    uint64_t gen;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      gen = ++generation_;
+      job_ = Job{fn, ctx, n, chunks};
+      pending_ = chunks;
+      claim_.store(gen << 32);
+    }
+    wake_.notify_all();
+    work(gen, job_);
+    std::unique_lock<std::mutex> lk(mutex_);
+    done_.wait(lk, [&] { return pending_ == 0; });
+  }
+
+ private:
+  struct Job {
+    RangeFn fn;
+    void* ctx;
+    int64_t n, chunks;
+  };
+
+  // Claims chunks of job `gen` until none are left. The claim counter carries
+  // the generation in its high bits, so a worker that wakes late can never
+  // take a chunk of a newer job with an older job's function.
+  void work(uint64_t gen, Job job) {
+    in_parallel_region = true;
+    DenormalGuard guard;  // workers get flush-to-zero like the caller
+    int64_t finished = 0;
+    for (;;) {
+      uint64_t s = claim_.load();
+      if ((s >> 32) != (gen & 0xffffffffu) || (int64_t)(s & 0xffffffffu) >= job.chunks) break;
+      if (!claim_.compare_exchange_weak(s, s + 1)) continue;
+      int64_t c = (int64_t)(s & 0xffffffffu);
+      job.fn(job.ctx, job.n * c / job.chunks, job.n * (c + 1) / job.chunks);
+      finished++;
+    }
+    in_parallel_region = false;
+    if (finished) {
+      std::lock_guard<std::mutex> lk(mutex_);
+      pending_ -= finished;
+      if (pending_ == 0) done_.notify_all();
+    }
+  }
+
+  void worker_loop(int id) {
+    uint64_t seen = 0;
+    for (;;) {
+      uint64_t gen;
+      Job job;
+      {
+        std::unique_lock<std::mutex> lk(mutex_);
+        wake_.wait(lk, [&] { return generation_ != seen || id >= target_workers_; });
+        if (id >= target_workers_) return;
+        seen = gen = generation_;
+        job = job_;
+      }
+      work(gen, job);
+    }
+  }
+
+  void resize(int workers) {
+    if ((int)threads_.size() == workers) return;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      target_workers_ = 0;
+    }
+    wake_.notify_all();
+    for (auto* t : threads_) {
+      t->join();
+      delete t;
+    }
+    threads_.clear();
+    target_workers_ = workers;
+    for (int i = 0; i < workers; i++) threads_.push_back(new std::thread([this, i] { worker_loop(i); }));
+  }
+
+  std::mutex call_mutex_, mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread*> threads_;
+  int target_workers_ = 0;
+  uint64_t generation_ = 0;
+  Job job_{nullptr, nullptr, 0, 0};
+  int64_t pending_ = 0;
+  std::atomic<uint64_t> claim_{0};
+};
+
+// Never destroyed: workers may outlive static teardown. A forked child has
+// none of the parent's threads, so it starts a fresh pool (the old one leaks).
+Pool* the_pool = nullptr;
+Pool& pool() {
+  static bool registered = [] {
+    pthread_atfork(nullptr, nullptr, [] { the_pool = new Pool(); });
+    return true;
+  }();
+  (void)registered;
+  static std::once_flag once;
+  std::call_once(once, [] { if (!the_pool) the_pool = new Pool(); });
+  return *the_pool;
+}
+
+std::atomic<int> requested_threads{0};
+
+}  // namespace
+
+int default_num_threads() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int num_threads() {
+  int n = requested_threads.load();
+  return n > 0 ? n : default_num_threads();
+}
+
+void set_num_threads(int n) { requested_threads.store(n < 1 ? 1 : n); }
+
+void parallel_for(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
+  if (n <= 0) return;
+  pool().run(n, std::max<int64_t>(grain, 1), fn, ctx, num_threads());
+}
+
+}  // namespace dropkit
