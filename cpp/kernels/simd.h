@@ -21,10 +21,15 @@ static inline vf vload(const float* p) { return *p; }
 static inline void vstore(float* p, vf v) { *p = v; }
 static inline vf vbroadcast(float s) { return s; }
 #else
-typedef float vf __attribute__((vector_size(4 * DK_VEC_WIDTH), aligned(4)));
-static inline vf vload(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
-static inline void vstore(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
-static inline vf vbroadcast(float s) { return vf{} + s; }
+typedef float vf __attribute__((vector_size(4 * DK_VEC_WIDTH)));
+typedef float vf_unaligned __attribute__((vector_size(4 * DK_VEC_WIDTH), aligned(4), may_alias));
+static inline vf vload(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
+static inline void vstore(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
+static inline vf vbroadcast(float s) {
+  vf v;
+  for (int i = 0; i < DK_VEC_WIDTH; i++) v[i] = s;  // compiles to one broadcast
+  return v;
+}
 #endif
 
 static inline uint32_t f2u(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }

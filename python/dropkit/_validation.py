@@ -1,0 +1,63 @@
+"""Argument checks shared by every public entry point.
+
+Each raises ValueError or TypeError whose message starts with the argument's
+name and says what was expected.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def check_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def check_rate(value, name):
+    """A probability in [0, 1)."""
+    value = check_number(value, name)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}: expected a value in [0, 1), got {value!r}")
+    return value
+
+
+def check_nonneg(value, name, strict=False):
+    value = check_number(value, name)
+    if value < 0 or (strict and value == 0):
+        raise ValueError(f"{name}: expected a {'positive' if strict else 'non-negative'} number, got {value!r}")
+    return value
+
+
+def check_int(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def as_float32_matrix(X, name, n_features=None, allow_empty=False):
+    """X as a C-contiguous float32 2-d array with finite values (one copy at most)."""
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name}: cannot be read as an array ({exc})") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-d array, got {arr.ndim}-d with shape {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name}: empty array of shape {arr.shape}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name}: expected {n_features} features (columns), got {arr.shape[1]}")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        if arr.dtype.kind == "f" and np.isfinite(arr).all():
+            raise ValueError(f"{name}: values too large for float32")
+        raise ValueError(f"{name}: contains NaN or infinity")
+    return out

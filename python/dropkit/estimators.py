@@ -1,0 +1,498 @@
+"""scikit-learn estimators: MLPClassifier and MLPRegressor.
+
+Parameter names follow scikit-learn's MLP where it has them; dropkit adds
+dropout, input_dropout, dropout_mode, l2, weight_decay, penalize_bias and
+n_threads. The objective minimised on a minibatch B is
+
+    mean_{i in B} w_i loss_i / mean w  +  sum_layers (l2 / 2) |W|^2
+
+(biases excluded unless penalize_bias); ``weight_decay`` is decoupled
+(W -= lr * weight_decay * W after the gradient step, as AdamW). Note that
+scikit-learn's ``alpha`` is divided by the batch size: alpha = l2 * batch_size.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+
+from . import _core
+from ._validation import check_int, check_nonneg, check_number, check_rate
+from .network import SOLVERS, Dense, Network, parse_activation
+from .optim import SCHEDULES, Schedule
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or weights; the model keeps the
+    last finite weights it had."""
+
+
+@contextlib.contextmanager
+def thread_count(n_threads):
+    """Run the kernels on n_threads threads inside the block (None: leave as is)."""
+    if n_threads is None:
+        yield
+        return
+    previous = _core.get_num_threads()
+    _core.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        _core.set_num_threads(previous)
+
+
+class _BaseMLP(BaseEstimator):
+    _loss = None  # set per task
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", learning_rate_init=0.001,
+                 learning_rate="constant", lr_decay=0.1, lr_step_epochs=30, lr_patience=5, batch_size="auto",
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.99,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dropout=0.0,
+                 input_dropout=0.0, dropout_mode="inverted", l2=0.0, weight_decay=None, penalize_bias=False,
+                 n_threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.lr_step_epochs = lr_step_epochs
+        self.lr_patience = lr_patience
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.rho = rho
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.dropout = dropout
+        self.input_dropout = input_dropout
+        self.dropout_mode = dropout_mode
+        self.l2 = l2
+        self.weight_decay = weight_decay
+        self.penalize_bias = penalize_bias
+        self.n_threads = n_threads
+
+    # ------------------------------------------------------------ parameters
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+            sizes = (sizes,)
+        try:
+            sizes = list(sizes)
+        except TypeError:
+            raise ValueError(f"hidden_layer_sizes: expected an integer or a sequence of integers, got {sizes!r}") from None
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+                raise ValueError(f"hidden_layer_sizes: every size must be a positive integer, got {s!r}")
+        return [int(s) for s in sizes]
+
+    def _per_hidden(self, value, name, n_hidden, check):
+        """One value per hidden layer from a scalar or a sequence (for activation and dropout)."""
+        if isinstance(value, (list, tuple)) and not (name == "activation" and _is_activation_pair(value)):
+            if len(value) != n_hidden:
+                raise ValueError(f"{name}: expected {n_hidden} values (one per hidden layer), got {len(value)}")
+            return [check(v, name) for v in value]
+        return [check(value, name)] * n_hidden
+
+    def _validate_hyperparameters(self):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver: expected one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if self.learning_rate not in SCHEDULES:
+            raise ValueError(f"learning_rate: expected one of {', '.join(SCHEDULES)}, got {self.learning_rate!r}")
+        check_nonneg(self.learning_rate_init, "learning_rate_init", strict=True)
+        check_nonneg(self.lr_decay, "lr_decay", strict=True)
+        if self.lr_decay > 1:
+            raise ValueError(f"lr_decay: expected a factor in (0, 1], got {self.lr_decay!r}")
+        check_int(self.lr_step_epochs, "lr_step_epochs")
+        check_int(self.lr_patience, "lr_patience")
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            check_int(self.batch_size, "batch_size")
+        check_int(self.max_iter, "max_iter")
+        check_nonneg(self.tol, "tol")
+        check_rate(self.momentum, "momentum")
+        check_rate(self.beta_1, "beta_1")
+        check_rate(self.beta_2, "beta_2")
+        check_rate(self.rho, "rho")
+        check_nonneg(self.epsilon, "epsilon", strict=True)
+        check_rate(self.validation_fraction, "validation_fraction")
+        if self.early_stopping and self.validation_fraction == 0:
+            raise ValueError("validation_fraction: must be > 0 with early_stopping=True")
+        check_int(self.n_iter_no_change, "n_iter_no_change")
+        check_rate(self.input_dropout, "input_dropout")
+        if self.dropout_mode not in ("inverted", "standard"):
+            raise ValueError(f"dropout_mode: expected 'inverted' or 'standard', got {self.dropout_mode!r}")
+        if self.weight_decay is not None and not isinstance(self.weight_decay, (list, tuple)):
+            check_nonneg(self.weight_decay, "weight_decay")
+        if not isinstance(self.l2, (list, tuple)):
+            check_nonneg(self.l2, "l2")
+        if self.n_threads is not None:
+            check_int(self.n_threads, "n_threads")
+
+    def _layers(self, n_outputs):
+        sizes = self._hidden_sizes()
+        acts = self._per_hidden(self.activation, "activation", len(sizes), lambda v, n: parse_activation(v, n))
+        rates = self._per_hidden(self.dropout, "dropout", len(sizes), check_rate)
+        input_rates = [check_rate(self.input_dropout, "input_dropout")] + rates
+        layers = [Dense(u, a if a[0] in ("leaky_relu", "prelu", "elu", "maxout") else a[0], r)
+                  for u, a, r in zip(sizes, acts, input_rates)]
+        layers.append(Dense(n_outputs, "identity", input_rates[len(sizes)]))
+        return layers
+
+    def _weight_decay(self):
+        if self.weight_decay is None:
+            return 0.01 if self.solver == "adamw" else 0.0
+        return self.weight_decay
+
+    def _configure(self, net):
+        """Push the optimizer and penalty settings into the network (they may
+        have changed by set_params between calls)."""
+        net.set_optimizer(self.solver, learning_rate=self.learning_rate_init, momentum=self.momentum,
+                          nesterov=self.nesterovs_momentum, beta_1=self.beta_1, beta_2=self.beta_2,
+                          epsilon=self.epsilon, rho=self.rho)
+        net.set_penalties(l2=self.l2, weight_decay=self._weight_decay(), penalize_bias=self.penalize_bias)
+
+    # --------------------------------------------------------------- fitting
+
+    def fit(self, X, y, sample_weight=None):
+        """Train on (X, y) for up to max_iter epochs. Returns self."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental, classes=None):
+        self._validate_hyperparameters()
+        if incremental and self.early_stopping:
+            raise ValueError("early_stopping: partial_fit does not support early_stopping=True")
+        continuing = hasattr(self, "_network") and (incremental or self.warm_start)
+        X, y = validate_data(self, X, y, reset=not continuing, multi_output=True,
+                             dtype=(np.float64, np.float32), y_numeric=self._loss == "squared")
+        X = _to_float32(X, "X")
+        Y = self._encode_targets(y, continuing, classes)
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float32)
+            if (sw < 0).any() or not np.isfinite(sw).all():
+                raise ValueError("sample_weight: expected finite non-negative weights")
+            if sw.sum() <= 0:
+                raise ValueError("sample_weight: the weights sum to zero")
+            sw = np.ascontiguousarray(sw, dtype=np.float32)
+
+        rng = check_random_state(self.random_state)
+        if not continuing:
+            self._network = Network(X.shape[1], self._layers(Y.shape[1]), dropout_mode=self.dropout_mode,
+                                    random_state=rng.randint(np.iinfo(np.int32).max))
+            self._epochs_done = 0
+            self.n_iter_ = 0
+            self.t_ = 0
+            self.loss_curve_ = []
+            self.history_ = {key: [] for key in ("loss", "penalty", "val_loss", "val_score", "learning_rate", "time")}
+            self.best_loss_ = np.inf
+            self.validation_scores_ = [] if self.early_stopping else None
+            self.best_validation_score_ = -np.inf if self.early_stopping else None
+            self._no_improvement_count = 0
+        elif self._network.n_outputs != Y.shape[1]:
+            raise ValueError(f"y: expected {self._network.n_outputs} outputs as in the previous fit, got {Y.shape[1]}")
+        net = self._network
+        self._configure(net)
+
+        X_val = Y_val = sw_val = None
+        if self.early_stopping:
+            stratify = y if (self._loss == "softmax_ce" or (self._loss == "binary_ce" and Y.shape[1] == 1)) else None
+            parts = train_test_split(X, Y, *([sw] if sw is not None else []), test_size=self.validation_fraction,
+                                     random_state=rng.randint(np.iinfo(np.int32).max), stratify=stratify)
+            X, X_val, Y, Y_val = parts[:4]
+            if sw is not None:
+                sw, sw_val = parts[4], parts[5]
+            if X_val.shape[0] < 2:
+                raise ValueError("validation_fraction: too small, the validation set has fewer than 2 samples")
+            self.best_validation_score_ = -np.inf
+            self.validation_scores_ = []
+            self._no_improvement_count = 0
+            self._best_params = net.params.copy()
+
+        batch_size = min(200, X.shape[0]) if self.batch_size == "auto" else min(self.batch_size, X.shape[0])
+        epochs = 1 if incremental else self.max_iter
+        schedule = Schedule(self.learning_rate, self.learning_rate_init, max_iter=self.max_iter, lr_decay=self.lr_decay,
+                            lr_step_epochs=self.lr_step_epochs, lr_patience=self.lr_patience, tol=self.tol)
+        if not incremental:
+            self.best_loss_ = np.inf
+            self._no_improvement_count = 0
+        converged = False
+        with thread_count(self.n_threads):
+            try:
+                for epoch in range(epochs):
+                    lr = schedule.rate(epoch) if not incremental else self.learning_rate_init
+                    net.learning_rate = lr
+                    snapshot = net.params.copy()
+                    start = time.perf_counter()
+                    result = net._core.train_epoch(X, Y, sw, self._loss, batch_size, bool(self.shuffle),
+                                                   self._epochs_done)
+                    elapsed = time.perf_counter() - start
+                    penalty = net.penalty_value()
+                    if result["diverged"] or not np.isfinite(penalty) or not np.isfinite(net.params).all():
+                        net.params[...] = snapshot
+                        raise DivergenceError(
+                            f"training diverged in epoch {self.n_iter_ + 1}: the loss is no longer finite. "
+                            "The weights from before that epoch were kept; lower learning_rate_init or add "
+                            "regularization.")
+                    self._epochs_done += 1
+                    self.n_iter_ += 1
+                    self.t_ += X.shape[0]
+                    loss = result["loss_sum"] / result["weight_sum"] + penalty
+                    self.loss_ = loss
+                    self.loss_curve_.append(loss)
+                    self._record(loss, penalty, lr, elapsed, X_val, Y_val, sw_val)
+                    schedule.observe(self.history_["val_loss"][-1] if self.early_stopping else loss)
+                    if self.verbose:
+                        self._report()
+                    if self._check_converged():
+                        converged = True
+                        break
+            except KeyboardInterrupt:
+                # The engine stops between steps, so the weights are whole: the
+                # model predicts and can continue with partial_fit.
+                self._finish(early_stop=False)
+                raise
+        if not incremental and not converged and self.n_iter_ >= self.max_iter:
+            warnings.warn(f"Stopped at max_iter={self.max_iter} before the loss converged.", ConvergenceWarning)
+        self._finish(early_stop=self.early_stopping and not incremental)
+        return self
+
+    def _record(self, loss, penalty, lr, elapsed, X_val, Y_val, sw_val):
+        h = self.history_
+        h["loss"].append(loss)
+        h["penalty"].append(penalty)
+        h["learning_rate"].append(lr)
+        h["time"].append(elapsed)
+        if X_val is None:
+            h["val_loss"].append(None)
+            h["val_score"].append(None)
+            return
+        net = self._network
+        h["val_loss"].append(net._core.mean_loss(X_val, Y_val, sw_val, self._loss))
+        score = self._score_encoded(X_val, Y_val, sw_val)
+        h["val_score"].append(score)
+        self.validation_scores_.append(score)
+
+    def _check_converged(self):
+        """scikit-learn's rule: stop after n_iter_no_change epochs without an
+        improvement of tol in the validation score (early stopping) or the loss."""
+        if self.early_stopping:
+            score = self.validation_scores_[-1]
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self._network.params.copy()
+        else:
+            loss = self.loss_curve_[-1]
+            if loss > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            self.best_loss_ = min(self.best_loss_, loss)
+        if self._no_improvement_count > self.n_iter_no_change:
+            if self.verbose:
+                print(f"No improvement for {self.n_iter_no_change} epochs; stopping.")
+            return True
+        return False
+
+    def _finish(self, early_stop):
+        if early_stop and hasattr(self, "_best_params"):
+            self._network.params[...] = self._best_params
+        if self.early_stopping:
+            self.best_loss_ = None
+        self.__dict__.pop("_best_params", None)
+
+    def _report(self):
+        h = self.history_
+        line = f"Epoch {self.n_iter_}: loss = {h['loss'][-1]:.6f}"
+        if h["val_loss"][-1] is not None:
+            line += f", validation loss = {h['val_loss'][-1]:.6f}, validation score = {h['val_score'][-1]:.4f}"
+        line += f", lr = {h['learning_rate'][-1]:.3g}, {h['time'][-1] * 1000:.1f} ms"
+        print(line, flush=True)
+
+    # ------------------------------------------------------------- prediction
+
+    def _forward(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = _to_float32(X, "X")
+        with thread_count(self.n_threads):
+            return self._network._core.predict(X, None)
+
+    # ----------------------------------------------------------- the weights
+
+    @property
+    def coefs_(self):
+        """Per layer, the (n_in, n_out) weights: zero-copy views of the engine's buffer."""
+        return self._network.weights
+
+    @property
+    def intercepts_(self):
+        return self._network.biases
+
+    @property
+    def n_layers_(self):
+        return len(self._network.layers) + 1
+
+    @property
+    def n_outputs_(self):
+        return self._network.n_outputs
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_network")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def save(self, path):
+        """Write the fitted model to ``path`` (JSON header + raw float32 arrays, no pickle)."""
+        from .io import save
+        save(self, path)
+
+
+def _is_activation_pair(value):
+    return len(value) == 2 and isinstance(value[0], str) and not isinstance(value[1], str)
+
+
+def _to_float32(X, name):
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.isfinite(X32).all():
+        raise ValueError(f"{name}: values too large for float32")
+    return X32
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multilayer perceptron classifier trained by dropkit's C++ engine.
+
+    Multiclass targets use a softmax output with cross-entropy; binary targets
+    a single logistic output; a 2-d indicator matrix is treated as multilabel
+    (one logistic output per label). See the module docstring and README for
+    every parameter.
+    """
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over (X, y). ``classes`` is required on the first call."""
+        if not hasattr(self, "_network"):
+            if classes is None:
+                raise ValueError("classes: must be given on the first call to partial_fit")
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _encode_targets(self, y, continuing, classes):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if continuing:
+            labels = unique_labels(y)
+            unknown = np.setdiff1d(labels, self.classes_) if y.ndim == 1 else []
+            if len(unknown):
+                raise ValueError(f"y: labels {list(unknown)} were not seen in the first fit; expected {list(self.classes_)}")
+        else:
+            target = type_of_target(y)
+            self._binarizer = LabelBinarizer()
+            self._binarizer.fit(classes if classes is not None else y)
+            self.classes_ = self._binarizer.classes_
+            if target != "multilabel-indicator" and len(self.classes_) < 2:
+                raise ValueError(f"y: needs samples of at least 2 classes, got only class {self.classes_[0]!r}")
+            self._loss = "binary_ce" if (target == "multilabel-indicator" or len(self.classes_) == 2) else "softmax_ce"
+            self.out_activation_ = "logistic" if self._loss == "binary_ce" else "softmax"
+        return np.ascontiguousarray(self._binarizer.transform(y), dtype=np.float32)
+
+    def _score_encoded(self, X, Y, sw):
+        proba = self._network._core.predict(X, self._loss)
+        if self._loss == "softmax_ce":
+            pred, true = proba.argmax(1), Y.argmax(1)
+        else:
+            pred, true = proba > 0.5, Y > 0.5
+        return accuracy_score(true, pred, sample_weight=sw)
+
+    def predict_proba(self, X):
+        """Class probabilities (n_samples, n_classes); for multilabel targets,
+        one probability per label."""
+        z = self._forward(X).astype(np.float64)
+        if self._loss == "softmax_ce":
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            return p / p.sum(axis=1, keepdims=True)
+        p = 1.0 / (1.0 + np.exp(-z))
+        return np.hstack([1 - p, p]) if self._is_binary() else p
+
+    def predict_log_proba(self, X):
+        z = self._forward(X).astype(np.float64)
+        if self._loss == "softmax_ce":
+            z -= z.max(axis=1, keepdims=True)
+            return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)
+        return np.hstack([log_not_p, log_p]) if self._is_binary() else log_p
+
+    def predict(self, X):
+        z = self._forward(X)
+        if self._loss == "softmax_ce":
+            return self.classes_[z.argmax(axis=1)]
+        if self._is_binary():
+            return self.classes_[(z[:, 0] > 0).astype(int)]
+        return self._binarizer.inverse_transform((z > 0).astype(int))
+
+    def _is_binary(self):
+        return self._binarizer.y_type_ == "binary"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multilayer perceptron regressor (squared error, identity output) trained
+    by dropkit's C++ engine. The loss is scikit-learn's: half the mean over
+    samples and outputs of the squared residuals."""
+
+    _loss = "squared"
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y)."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _encode_targets(self, y, continuing, classes):
+        y = np.asarray(y)
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        Y32 = np.ascontiguousarray(Y, dtype=np.float32)
+        if not np.isfinite(Y32).all():
+            raise ValueError("y: values too large for float32")
+        if not continuing:
+            self._y_ndim = y.ndim
+            self.out_activation_ = "identity"
+        return Y32
+
+    def _score_encoded(self, X, Y, sw):
+        return r2_score(Y, self._network._core.predict(X, None), sample_weight=sw)
+
+    def predict(self, X):
+        out = self._forward(X).astype(np.float64)
+        return out.ravel() if self._y_ndim == 1 else out
