@@ -1,0 +1,239 @@
+"""The layer-level Network: finite-difference gradients of whole networks for
+every activation and loss, dropout in the engine, determinism."""
+import numpy as np
+import pytest
+
+import dropkit
+from dropkit import Dense, Network, _core
+
+ACTIVATIONS = ["identity", "logistic", "tanh", "relu", ("leaky_relu", 0.1), ("prelu", 0.3), ("elu", 0.8),
+               ("maxout", 3)]
+LOSSES = ["softmax_ce", "binary_ce", "squared"]
+
+
+def targets(loss, rng, B, C):
+    if loss == "softmax_ce":
+        return np.eye(C, dtype=np.float32)[rng.integers(0, C, B)]
+    if loss == "binary_ce":
+        return (rng.random((B, C)) < 0.5).astype(np.float32)
+    return rng.standard_normal((B, C)).astype(np.float32)
+
+
+def batch_loss(net, X, Y, loss, training=True):
+    out = net.forward(X, training=training)
+    total, dz = _core.loss(out, Y, None, loss, 1.0 / len(X))
+    return total / len(X), dz
+
+
+def check_gradients(net, X, Y, loss, n_checks=40, h=1e-2, seed=0):
+    """Analytic gradients of the mean loss against central differences in float64."""
+    _, dout = batch_loss(net, X, Y, loss)
+    net.zero_grad()
+    dX = net.backward(dout)
+    grads = net.grads.copy()
+    params = net.params
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(params.size, size=min(n_checks, params.size), replace=False)
+    for i in idx:
+        old = params[i]
+        params[i] = old + h
+        up, _ = batch_loss(net, X, Y, loss)
+        params[i] = old - h
+        down, _ = batch_loss(net, X, Y, loss)
+        params[i] = old
+        numeric = (up - down) / (2 * h)
+        assert abs(numeric - grads[i]) <= 2e-3 + 3e-2 * abs(numeric), (i, numeric, grads[i])
+    # the input gradient too, on a few entries
+    for _ in range(5):
+        b, j = rng.integers(0, X.shape[0]), rng.integers(0, X.shape[1])
+        Xp, Xm = X.copy(), X.copy()
+        Xp[b, j] += h
+        Xm[b, j] -= h
+        numeric = (batch_loss(net, Xp, Y, loss)[0] - batch_loss(net, Xm, Y, loss)[0]) / (2 * h)
+        assert abs(numeric - dX[b, j]) <= 2e-3 + 3e-2 * abs(numeric), ("dX", b, j, numeric, dX[b, j])
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=str)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_finite_difference_gradients(isa, activation, loss):
+    rng = np.random.default_rng(1)
+    B, n_in, C = 9, 7, 4
+    # Differences of float32 outputs need h ~ 1e-2 to rise above rounding;
+    # piecewise-linear activations take h = 1e-4 so that no unit crosses its
+    # kink (at this seed some pre-activations are within 3e-4 of zero).
+    net = Network(n_in, [Dense(13, activation), Dense(5, activation), Dense(C, "identity")],
+                  random_state=3)
+    X = rng.standard_normal((B, n_in)).astype(np.float32)
+    kinked = activation in ("relu", ("leaky_relu", 0.1), ("prelu", 0.3), ("maxout", 3))
+    check_gradients(net, X, targets(loss, rng, B, C), loss, h=1e-4 if kinked else 1e-2)
+
+
+@pytest.mark.parametrize("mode", ["inverted", "standard"])
+def test_gradients_with_dropout(isa, mode):
+    """Masks are keyed by the step count, so a forward pass repeated within a
+    step sees the same mask and finite differences apply with dropout on."""
+    rng = np.random.default_rng(2)
+    net = Network(6, [Dense(17, "tanh", dropout=0.3), Dense(11, "logistic", dropout=0.5), Dense(3, "identity", 0.2)],
+                  dropout_mode=mode, random_state=5)
+    X = rng.standard_normal((8, 6)).astype(np.float32)
+    check_gradients(net, X, targets("softmax_ce", rng, 8, 3), "softmax_ce")
+
+
+def test_dropout_masks_change_per_step_and_are_off_at_prediction():
+    net = Network(50, [Dense(40, "identity", dropout=0.5)], random_state=0)
+    X = np.ones((20, 50), np.float32)
+    a = net.forward(X, training=True)
+    b = net.forward(X, training=True)
+    np.testing.assert_array_equal(a, b)  # same step: same mask
+    net.zero_grad()
+    net.step()
+    c = net.forward(X, training=True)
+    assert not np.array_equal(a, c)
+    np.testing.assert_array_equal(net.forward(X), net.forward(X))
+    expected = X @ net.weights[0] + net.biases[0]
+    np.testing.assert_allclose(net.forward(X), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_inverted_dropout_keeps_the_expected_activation():
+    """Averaged over many masks, inverted dropout's training output equals the
+    prediction output (linear net), and standard dropout's equals it after the
+    keep-probability scaling applied at prediction."""
+    for mode in ("inverted", "standard"):
+        net = Network(200, [Dense(3, "identity", dropout=0.4)], dropout_mode=mode, random_state=0)
+        net.biases[0][...] = 0
+        X = np.ones((500, 200), np.float32)
+        mean_train = net.forward(X, training=True).mean(axis=0)
+        predicted = net.forward(X)[0]
+        if mode == "standard":
+            np.testing.assert_allclose(predicted, 0.6 * (X[0] @ net.weights[0]), rtol=1e-5)
+        # 500 rows x 200 inputs of masks: the mean is within a few percent
+        np.testing.assert_allclose(mean_train, predicted, rtol=0.05, atol=0.05 * np.abs(predicted).max())
+
+
+def test_weights_are_zero_copy_views():
+    net = Network(4, [Dense(3, "relu"), Dense(2, "identity")], random_state=0)
+    w = net.weights[0]
+    w[...] = 0.5
+    assert (net.params[: w.size] == 0.5).all()
+    X = np.ones((1, 4), np.float32)
+    before = net.forward(X)
+    net.biases[1][...] += 1.0
+    np.testing.assert_allclose(net.forward(X), before + 1.0, rtol=1e-6)
+    # a view keeps the engine alive after the network object is gone
+    del net
+    w[...] = 0.25
+    assert (w == 0.25).all()
+
+
+def test_sgd_step_matches_numpy():
+    net = Network(5, [Dense(4, "identity")], solver="sgd", learning_rate=0.1, momentum=0.0, l2=0.01, random_state=0)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 5)).astype(np.float32)
+    W0, b0 = net.weights[0].copy(), net.biases[0].copy()
+    out = net.forward(X, training=True)
+    dout = (out - 1.0) / 6
+    net.zero_grad()
+    net.backward(dout)
+    net.step()
+    gW = X.T.astype(np.float64) @ dout + 0.01 * W0
+    gb = dout.sum(0)
+    np.testing.assert_allclose(net.weights[0], W0 - 0.1 * gW, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net.biases[0], b0 - 0.1 * gb, rtol=1e-5, atol=1e-6)
+
+
+def make_data(n=300, d=20, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    Y = np.eye(c, dtype=np.float32)[(X[:, :c]).argmax(1)]
+    return X, Y
+
+
+def train(n_threads, isa_name=None, seed=0):
+    previous = _core.get_num_threads()
+    dropkit.set_num_threads(n_threads)
+    try:
+        X, Y = make_data()
+        net = Network(20, [Dense(64, "relu", dropout=0.1), Dense(48, "tanh", dropout=0.5),
+                           Dense(3, "identity", dropout=0.3)], random_state=seed)
+        for epoch in range(3):
+            net.train_epoch(X, Y, loss="softmax_ce", batch_size=32, epoch=epoch)
+        return net.params.copy()
+    finally:
+        _core.set_num_threads(previous)
+
+
+def test_same_seed_same_model_across_runs_and_thread_counts(isa):
+    a = train(1)
+    np.testing.assert_array_equal(a, train(1))
+    np.testing.assert_array_equal(a, train(2))
+    assert not np.array_equal(a, train(1, seed=1))
+
+
+def test_results_agree_across_isas():
+    previous = _core.simd_backend()
+    results = {}
+    try:
+        for name in _core.available_isas():
+            _core.set_isa(name)
+            results[name] = train(1)
+    finally:
+        _core.set_isa(previous)
+    reference = results["scalar"]
+    for name, params in results.items():
+        # FMA contraction and summation order differ by ISA: float32 rounding,
+        # amplified a little by 3 epochs of training
+        np.testing.assert_allclose(params, reference, rtol=1e-3, atol=1e-3, err_msg=name)
+
+
+def test_train_epoch_learns_and_rejects_bad_shapes():
+    X, Y = make_data()
+    net = Network(20, [Dense(32, "relu"), Dense(3, "identity")], learning_rate=1e-2, random_state=0)
+    first = net.train_epoch(X, Y, loss="softmax_ce", batch_size=16, epoch=0)
+    for epoch in range(1, 10):
+        last = net.train_epoch(X, Y, loss="softmax_ce", batch_size=16, epoch=epoch)
+    assert last < 0.5 * first
+    with pytest.raises(ValueError, match="X"):
+        net.train_epoch(X[:, :5], Y, loss="softmax_ce")
+    with pytest.raises(ValueError, match="Y"):
+        net.train_epoch(X, Y[:, :2], loss="softmax_ce")
+    with pytest.raises(ValueError, match="loss"):
+        net.train_epoch(X, Y, loss="hinge")
+    with pytest.raises(ValueError, match="X"):
+        net.forward(np.full((2, 20), np.nan))
+
+
+def test_divergence_is_reported():
+    X, Y = make_data()
+    net = Network(20, [Dense(32, "relu"), Dense(3, "identity")], solver="sgd", learning_rate=1e6, momentum=0.0,
+                  random_state=0)
+    with pytest.raises(FloatingPointError):
+        for epoch in range(20):
+            net.train_epoch(X * 1e3, Y, loss="softmax_ce", batch_size=32, epoch=epoch)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(layers=[]), "layers"),
+    (dict(layers=[Dense(0)]), "units"),
+    (dict(layers=[Dense(3, "swish")]), "activation"),
+    (dict(layers=[Dense(3, ("maxout", 1))]), "maxout"),
+    (dict(layers=[Dense(3, dropout=1.0)]), "dropout"),
+    (dict(layers=[Dense(3)], solver="lbfgs"), "solver"),
+    (dict(layers=[Dense(3)], learning_rate=-1), "learning_rate"),
+    (dict(layers=[Dense(3)], l2=[0.1, 0.2]), "l2"),
+    (dict(layers=[Dense(3)], dropout_mode="gaussian"), "dropout_mode"),
+])
+def test_bad_arguments_name_themselves(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        Network(4, **bad)
+
+
+def test_pickle_round_trip():
+    import pickle
+    X, Y = make_data()
+    net = Network(20, [Dense(16, ("prelu", 0.2)), Dense(3, "identity", dropout=0.2)], random_state=0)
+    net.train_epoch(X, Y, loss="softmax_ce", epoch=0)
+    clone = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(clone.predict(X), net.predict(X))
+    net.train_epoch(X, Y, loss="softmax_ce", epoch=1)
+    clone.train_epoch(X, Y, loss="softmax_ce", epoch=1)
+    np.testing.assert_array_equal(clone.params, net.params)
