@@ -224,7 +224,8 @@ EpochResult Network::train_epoch(const float* X, const float* Y, const float* sa
     const float* out = forward(train_ws, xb_.data(), B, true);
     float grad_scale = wsum > 0.0 ? (float)(1.0 / wsum) : 0.0f;
     double batch_loss = K.loss(dout_.data(), out, yb_.data(), swb_.data(), B, n_out, loss, grad_scale);
-    if (!std::isfinite(batch_loss)) {
+    // past float32's range the outputs themselves are about to overflow
+    if (!std::isfinite((float)batch_loss)) {
       r.diverged = true;
       break;
     }

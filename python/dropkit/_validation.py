@@ -55,9 +55,16 @@ def as_float32_matrix(X, name, n_features=None, allow_empty=False):
         raise ValueError(f"{name}: empty array of shape {arr.shape}")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name}: expected {n_features} features (columns), got {arr.shape[1]}")
-    out = np.ascontiguousarray(arr, dtype=np.float32)
+    return to_float32(arr, name)
+
+
+def to_float32(arr, name):
+    """A C-contiguous float32 copy (or the array itself), refusing values that
+    are not finite or that overflow float32."""
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.isfinite(out).all():
-        if arr.dtype.kind == "f" and np.isfinite(arr).all():
+        if np.asarray(arr).dtype.kind == "f" and np.isfinite(arr).all():
             raise ValueError(f"{name}: values too large for float32")
         raise ValueError(f"{name}: contains NaN or infinity")
     return out

@@ -28,9 +28,12 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from . import _core
-from ._validation import check_int, check_nonneg, check_number, check_rate
+from ._validation import check_int, check_nonneg, check_rate, to_float32
 from .network import SOLVERS, Dense, Network, parse_activation
 from .optim import SCHEDULES, Schedule
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class DivergenceError(FloatingPointError):
@@ -187,7 +190,7 @@ class _BaseMLP(BaseEstimator):
         continuing = hasattr(self, "_network") and (incremental or self.warm_start)
         X, y = validate_data(self, X, y, reset=not continuing, multi_output=True,
                              dtype=(np.float64, np.float32), y_numeric=self._loss == "squared")
-        X = _to_float32(X, "X")
+        X = to_float32(X, "X")
         Y = self._encode_targets(y, continuing, classes)
         sw = None
         if sample_weight is not None:
@@ -250,16 +253,16 @@ class _BaseMLP(BaseEstimator):
                                                    self._epochs_done)
                     elapsed = time.perf_counter() - start
                     penalty = net.penalty_value()
-                    if result["diverged"] or not np.isfinite(penalty) or not np.isfinite(net.params).all():
+                    loss = result["loss_sum"] / result["weight_sum"] + penalty
+                    if result["diverged"] or not abs(loss) <= FLOAT32_MAX or not np.isfinite(net.params).all():
                         net.params[...] = snapshot
                         raise DivergenceError(
-                            f"training diverged in epoch {self.n_iter_ + 1}: the loss is no longer finite. "
+                            f"training diverged in epoch {self.n_iter_ + 1}: the loss is no longer finite in float32. "
                             "The weights from before that epoch were kept; lower learning_rate_init or add "
                             "regularization.")
                     self._epochs_done += 1
                     self.n_iter_ += 1
                     self.t_ += X.shape[0]
-                    loss = result["loss_sum"] / result["weight_sum"] + penalty
                     self.loss_ = loss
                     self.loss_curve_.append(loss)
                     self._record(loss, penalty, lr, elapsed, X_val, Y_val, sw_val)
@@ -340,7 +343,7 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        X = _to_float32(X, "X")
+        X = to_float32(X, "X")
         with thread_count(self.n_threads):
             return self._network._core.predict(X, None)
 
@@ -378,14 +381,8 @@ class _BaseMLP(BaseEstimator):
 
 
 def _is_activation_pair(value):
-    return len(value) == 2 and isinstance(value[0], str) and not isinstance(value[1], str)
-
-
-def _to_float32(X, name):
-    X32 = np.ascontiguousarray(X, dtype=np.float32)
-    if not np.isfinite(X32).all():
-        raise ValueError(f"{name}: values too large for float32")
-    return X32
+    """("leaky_relu", 0.2) is one activation; ["relu", "tanh"] is one per layer."""
+    return len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], numbers.Real)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -419,7 +416,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self._binarizer.fit(classes if classes is not None else y)
             self.classes_ = self._binarizer.classes_
             if target != "multilabel-indicator" and len(self.classes_) < 2:
-                raise ValueError(f"y: needs samples of at least 2 classes, got only class {self.classes_[0]!r}")
+                raise ValueError(f"y: needs samples of at least 2 classes, got 1 class ({self.classes_[0]!r})")
             self._loss = "binary_ce" if (target == "multilabel-indicator" or len(self.classes_) == 2) else "softmax_ce"
             self.out_activation_ = "logistic" if self._loss == "binary_ce" else "softmax"
         return np.ascontiguousarray(self._binarizer.transform(y), dtype=np.float32)
@@ -482,9 +479,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _encode_targets(self, y, continuing, classes):
         y = np.asarray(y)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
-        Y32 = np.ascontiguousarray(Y, dtype=np.float32)
-        if not np.isfinite(Y32).all():
-            raise ValueError("y: values too large for float32")
+        Y32 = to_float32(Y, "y")
         if not continuing:
             self._y_ndim = y.ndim
             self.out_activation_ = "identity"

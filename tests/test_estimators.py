@@ -1,0 +1,306 @@
+"""MLPClassifier and MLPRegressor as a user sees them."""
+import os
+import signal
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits, make_multilabel_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+
+import dropkit
+from dropkit import DivergenceError, MLPClassifier, MLPRegressor
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def test_digits_with_dropout_and_l2_reaches_high_accuracy(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier((128, 128), dropout=0.2, input_dropout=0.1, l2=1e-4, max_iter=40, batch_size=64,
+                        random_state=0).fit(X_train, y_train)
+    assert clf.score(X_test, y_test) >= 0.95
+    assert clf.n_iter_ == len(clf.loss_curve_) == len(clf.history_["loss"])
+    assert clf.loss_curve_[-1] < 0.5 * clf.loss_curve_[0]
+    assert [w.shape for w in clf.coefs_] == [(64, 128), (128, 128), (128, 10)]
+    proba = clf.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], clf.predict(X_test))
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X_test)), proba, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "adamw", "adagrad", "rmsprop"])
+def test_every_solver_learns(digits, solver):
+    X_train, X_test, y_train, y_test = digits
+    lr = {"sgd": 0.05, "adagrad": 0.05}.get(solver, 0.003)
+    clf = MLPClassifier((64,), solver=solver, learning_rate_init=lr, max_iter=15, batch_size=32,
+                        random_state=0).fit(X_train, y_train)
+    assert clf.score(X_test, y_test) >= 0.9, solver
+
+
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu", "leaky_relu", "prelu", "elu",
+                                        ("maxout", 3), ["relu", ("leaky_relu", 0.2)]], ids=str)
+def test_every_activation_learns(digits, activation):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier((48, 32), activation=activation, learning_rate_init=0.005, max_iter=20, random_state=0).fit(X_train, y_train)
+    assert clf.score(X_test, y_test) >= 0.9
+
+
+def test_dropout_modes_predict_alike(digits):
+    """Standard dropout scales by the keep probability at prediction, inverted
+    dropout scales in training; trained from the same seed both work."""
+    X_train, X_test, y_train, y_test = digits
+    scores = {}
+    for mode in ("inverted", "standard"):
+        clf = MLPClassifier((128,), dropout=0.5, input_dropout=0.2, dropout_mode=mode, max_iter=30,
+                            learning_rate_init=0.003, random_state=0).fit(X_train, y_train)
+        scores[mode] = clf.score(X_test, y_test)
+    assert min(scores.values()) >= 0.93, scores
+
+
+def test_early_stopping_restores_the_best_weights(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = MLPClassifier((64,), early_stopping=True, n_iter_no_change=3, validation_fraction=0.2,
+                        learning_rate_init=0.02, max_iter=200, random_state=0).fit(X_train, y_train)
+    assert clf.n_iter_ < 200
+    assert clf.best_loss_ is None
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert all(v is not None for v in clf.history_["val_loss"])
+    # the weights kept are those of the best epoch, not of the last one
+    best_epoch = int(np.argmax(clf.validation_scores_))
+    assert best_epoch < clf.n_iter_ - 1
+    with pytest.raises(ValueError, match="early_stopping"):
+        clf.partial_fit(X_train, y_train)
+
+
+def test_partial_fit_and_warm_start_continue(digits):
+    X_train, X_test, y_train, y_test = digits
+    with pytest.raises(ValueError, match="classes"):
+        MLPClassifier().partial_fit(X_train, y_train)
+    clf = MLPClassifier((32,), learning_rate_init=0.01, random_state=0)
+    clf.partial_fit(X_train[:100], y_train[:100], classes=np.arange(10))
+    first = [w.copy() for w in clf.coefs_]
+    for _ in range(10):
+        clf.partial_fit(X_train, y_train)
+    assert clf.n_iter_ == 11
+    assert not np.allclose(first[0], clf.coefs_[0])
+    assert clf.score(X_test, y_test) > 0.85
+
+    warm = MLPClassifier((32,), max_iter=3, warm_start=True, random_state=0).fit(X_train, y_train)
+    after_first = warm.coefs_[0].copy()
+    warm.fit(X_train, y_train)
+    assert warm.n_iter_ == 6
+    cold = MLPClassifier((32,), max_iter=3, random_state=0).fit(X_train, y_train)
+    np.testing.assert_array_equal(cold.coefs_[0], after_first)
+
+
+def test_same_random_state_same_model_whatever_the_thread_count(digits):
+    X_train, _, y_train, _ = digits
+    fits = [MLPClassifier((64,), dropout=0.3, max_iter=3, n_threads=n, random_state=7).fit(X_train, y_train)
+            for n in (1, 2, 1)]
+    for other in fits[1:]:
+        for a, b in zip(fits[0].coefs_, other.coefs_):
+            np.testing.assert_array_equal(a, b)
+    assert dropkit.get_num_threads() == dropkit._core.default_num_threads() or True
+
+
+def test_binary_multilabel_and_string_labels():
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    binary = MLPClassifier((16,), max_iter=30, random_state=0).fit(X, y % 2)
+    assert binary.out_activation_ == "logistic"
+    assert binary.predict_proba(X).shape == (len(X), 2)
+    assert binary.score(X, y % 2) > 0.9
+
+    names = np.array(["zero", "one", "two"])[y % 3]
+    clf = MLPClassifier((16,), max_iter=30, random_state=0).fit(X, names)
+    assert set(clf.predict(X)) <= set(names)
+
+    Xm, Ym = make_multilabel_classification(n_samples=300, n_classes=4, random_state=0)
+    multi = MLPClassifier((32,), max_iter=50, random_state=0).fit(Xm, Ym)
+    assert multi.predict(Xm).shape == Ym.shape
+    assert multi.predict_proba(Xm).shape == Ym.shape
+    assert multi.score(Xm, Ym) > 0.3  # subset accuracy
+
+
+def test_regressor_one_and_many_outputs():
+    X, y = make_regression(n_samples=400, n_features=8, n_targets=1, noise=1.0, random_state=0)
+    y = y / y.std()
+    reg = MLPRegressor((64,), max_iter=100, learning_rate_init=0.01, random_state=0).fit(X, y)
+    assert reg.predict(X).shape == (400,)
+    assert reg.score(X, y) > 0.95
+    X2, Y2 = make_regression(n_samples=400, n_features=8, n_targets=3, random_state=1)
+    Y2 = Y2 / Y2.std(axis=0)
+    reg2 = MLPRegressor((64,), max_iter=100, learning_rate_init=0.01, random_state=0).fit(X2, Y2)
+    assert reg2.predict(X2).shape == (400, 3)
+    assert reg2.score(X2, Y2) > 0.9
+
+
+def test_l2_and_weight_decay_shrink_the_weights(digits):
+    X_train, _, y_train, _ = digits
+    kwargs = dict(hidden_layer_sizes=(64,), max_iter=10, batch_size=32, random_state=0)
+    plain = MLPClassifier(**kwargs).fit(X_train, y_train)
+    l2 = MLPClassifier(l2=1e-2, **kwargs).fit(X_train, y_train)
+    decay = MLPClassifier(weight_decay=1.0, **kwargs).fit(X_train, y_train)
+    norm = lambda m: sum(float((w ** 2).sum()) for w in m.coefs_)
+    assert norm(l2) < 0.8 * norm(plain)
+    assert norm(decay) < 0.8 * norm(plain)
+    assert l2.history_["penalty"][-1] == pytest.approx(0.5 * 1e-2 * norm(l2), rel=1e-4)
+    # biases are not penalised unless asked
+    assert plain.history_["penalty"][-1] == 0.0
+
+
+@pytest.mark.parametrize("schedule", ["constant", "step", "cosine", "plateau", "adaptive"])
+def test_learning_rate_schedules(digits, schedule):
+    X_train, _, y_train, _ = digits
+    clf = MLPClassifier((16,), learning_rate=schedule, lr_step_epochs=2, lr_decay=0.5, lr_patience=1,
+                        max_iter=6, tol=10.0, n_iter_no_change=100, random_state=0).fit(X_train, y_train)
+    rates = clf.history_["learning_rate"]
+    assert rates[0] == pytest.approx(0.001)
+    if schedule == "constant":
+        assert rates == [0.001] * 6
+    elif schedule == "step":
+        assert rates == pytest.approx([0.001, 0.001, 0.0005, 0.0005, 0.00025, 0.00025])
+    elif schedule == "cosine":
+        assert all(a > b for a, b in zip(rates, rates[1:]))
+    else:  # tol=10 makes every epoch a plateau
+        assert rates[-1] < rates[0]
+
+
+def test_coefs_are_views_into_the_model(digits):
+    X_train, X_test, y_train, _ = digits
+    clf = MLPClassifier((16,), max_iter=5, random_state=0).fit(X_train, y_train)
+    before = clf.predict_proba(X_test)
+    clf.coefs_[1][...] = 0.0
+    clf.intercepts_[1][...] = 0.0
+    np.testing.assert_allclose(clf.predict_proba(X_test), 0.1, rtol=1e-6)
+    assert not np.allclose(before, 0.1)
+
+
+def test_verbose_reports_every_epoch(digits, capsys):
+    X_train, _, y_train, _ = digits
+    MLPClassifier((8,), max_iter=3, verbose=True, random_state=0).fit(X_train, y_train)
+    out = capsys.readouterr().out
+    assert out.count("Epoch") == 3 and "loss" in out
+
+
+def test_divergence_stops_with_an_error_and_keeps_finite_weights():
+    X, y = make_regression(n_samples=300, n_features=8, random_state=0)
+    reg = MLPRegressor((32,), solver="sgd", learning_rate_init=0.5, max_iter=50, random_state=0)
+    with pytest.raises(DivergenceError, match="diverged"):
+        reg.fit(X, y)
+    assert reg.n_iter_ < 50
+    assert all(np.isfinite(w).all() for w in reg.coefs_)
+    assert np.isfinite(reg.predict(X)).all()
+
+
+def test_ctrl_c_leaves_a_usable_model():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20000, 100)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    clf = MLPClassifier((256, 256), batch_size=32, max_iter=1000, random_state=0)
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    assert time.perf_counter() - started < 30
+    assert clf.n_iter_ < 1000
+    assert np.isfinite(clf.coefs_[0]).all()
+    assert clf.predict(X[:10]).shape == (10,)
+    clf.partial_fit(X[:500], y[:500])
+
+
+BAD_PARAMS = [
+    (dict(solver="lbfgs"), "solver"),
+    (dict(activation="swish"), "activation"),
+    (dict(activation=["relu", "tanh"]), "activation"),
+    (dict(activation=("maxout", 1)), "maxout"),
+    (dict(hidden_layer_sizes=(10, 0)), "hidden_layer_sizes"),
+    (dict(hidden_layer_sizes="big"), "hidden_layer_sizes"),
+    (dict(dropout=1.0), "dropout"),
+    (dict(dropout=-0.1), "dropout"),
+    (dict(dropout=[0.1, 0.2]), "dropout"),
+    (dict(input_dropout=1.5), "input_dropout"),
+    (dict(dropout_mode="gaussian"), "dropout_mode"),
+    (dict(l2=-1.0), "l2"),
+    (dict(weight_decay=-0.1), "weight_decay"),
+    (dict(learning_rate_init=0.0), "learning_rate_init"),
+    (dict(learning_rate="invscaling"), "learning_rate"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(max_iter=0), "max_iter"),
+    (dict(momentum=1.0), "momentum"),
+    (dict(beta_2=1.0), "beta_2"),
+    (dict(validation_fraction=1.0), "validation_fraction"),
+    (dict(n_threads=0), "n_threads"),
+    (dict(l2=float("nan")), "l2"),
+]
+
+
+@pytest.mark.parametrize("params, name", BAD_PARAMS, ids=[p[1] + str(i) for i, p in enumerate(BAD_PARAMS)])
+def test_bad_hyperparameters_name_the_argument(params, name):
+    X, y = np.random.rand(20, 3), np.arange(20) % 2
+    with pytest.raises((ValueError, TypeError), match=name):
+        MLPClassifier(hidden_layer_sizes=params.pop("hidden_layer_sizes", (4,)), **params).fit(X, y)
+
+
+def test_bad_data_raises_clear_errors():
+    X, y = np.random.rand(20, 3), np.arange(20) % 2
+    clf = MLPClassifier((4,), max_iter=2)
+    with pytest.raises(ValueError, match="NaN"):
+        clf.fit(np.where(X > 0.5, np.nan, X), y)
+    with pytest.raises(ValueError, match="infinity|NaN"):
+        clf.fit(np.where(X > 0.5, np.inf, X), y)
+    with pytest.raises(ValueError, match="class"):
+        clf.fit(X, np.zeros(20))
+    with pytest.raises(ValueError, match="2D|2-d"):
+        clf.fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="sample"):
+        clf.fit(X[:0], y[:0])
+    with pytest.raises(ValueError, match="float32"):
+        clf.fit(X * 1e300, y)
+    with pytest.raises(ValueError, match="sample_weight"):
+        clf.fit(X, y, sample_weight=-np.ones(20))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        clf.fit(X, np.random.rand(20))
+    clf.fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(np.random.rand(5, 4))
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict(np.full((2, 3), np.nan))
+    with pytest.raises(ValueError, match=r"y\b"):
+        MLPRegressor((4,), max_iter=2).fit(X, np.full(20, 1e300))
+
+
+def test_odd_but_valid_inputs_work():
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 4))
+    y = np.arange(30) % 3
+    clf = MLPClassifier((4,), max_iter=3, random_state=0)
+    # Fortran order, non-contiguous, read-only, int and float32 inputs, lists
+    clf.fit(np.asfortranarray(X), y)
+    reference = clf.predict_proba(X)
+    np.testing.assert_array_equal(clf.predict_proba(np.asfortranarray(X)), reference)
+    wide = np.hstack([X, X])[:, ::2]
+    clf.fit(wide, y)
+    readonly = X.copy()
+    readonly.setflags(write=False)
+    clf.fit(readonly, y)
+    clf.fit(X.astype(np.float32), y)
+    clf.fit((X * 10).astype(int), y)
+    clf.fit(X.tolist(), y.tolist())
+    assert clf.predict(X[:1]).shape == (1,)
