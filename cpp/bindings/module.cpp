@@ -177,7 +177,7 @@ py::tuple activation_backward(FloatIn da, FloatIn z, FloatIn a, const std::strin
   {
     py::gil_scoped_release nogil;
     DenormalGuard denormals;
-    kernels().act_backward(dzp, p.kind == Act::prelu ? dsp : nullptr, dap, zp, ap, B, N, p);
+    kernels().act_backward(dzp, p.kind == Act::prelu ? dsp : nullptr, dap, zp, ap, B, N, p, nullptr);
   }
   return py::make_tuple(dz, dslope);
 }
@@ -298,7 +298,7 @@ FloatOut output_link(FloatIn z, const std::string& kind) {
 
 void optimizer_step(FloatOut w, FloatIn g, FloatOut m, FloatOut v, const std::string& kind, float lr,
                     float momentum, bool nesterov, float beta1, float beta2, float eps, float rho,
-                    float l2, float weight_decay, int64_t t) {
+                    float l2, float weight_decay, int64_t t, float l1, bool l1_proximal) {
   int64_t n = w.size();
   require_writable(w, "w");
   require_writable(m, "m");
@@ -309,7 +309,7 @@ void optimizer_step(FloatOut w, FloatIn g, FloatOut m, FloatOut v, const std::st
   p.kind = parse_optimizer(kind);
   p.lr = lr; p.momentum = momentum; p.nesterov = nesterov;
   p.beta1 = beta1; p.beta2 = beta2; p.eps = eps; p.rho = rho;
-  p.l2 = l2; p.weight_decay = weight_decay;
+  p.l2 = l2; p.weight_decay = weight_decay; p.l1 = l1; p.l1_proximal = l1_proximal;
   p.bias_correction1 = (float)(1.0 - std::pow((double)beta1, (double)t));
   p.bias_correction2 = (float)(1.0 - std::pow((double)beta2, (double)t));
   float *wp = w.mutable_data(), *mp = m.mutable_data(), *vp = v.mutable_data();
@@ -317,8 +317,43 @@ void optimizer_step(FloatOut w, FloatIn g, FloatOut m, FloatOut v, const std::st
   {
     py::gil_scoped_release nogil;
     DenormalGuard denormals;
-    kernels().optimizer_step(wp, gp, mp, vp, n, p);
+    kernels().optimizer_step(wp, gp, mp, vp, 1, n, p, nullptr);
   }
+}
+
+ActivityParams parse_activity(const std::string& kind, float alpha, float rho) {
+  ActivityParams p;
+  if (kind == "l1") p.kind = ActivityKind::l1;
+  else if (kind == "kl") p.kind = ActivityKind::kl;
+  else if (kind == "student_t") p.kind = ActivityKind::student_t;
+  else if (kind == "none") p.kind = ActivityKind::none;
+  else bad("activity_penalty: unknown kind '" + kind + "'");
+  if (!(alpha >= 0.0f)) bad("activity_penalty: strength must be non-negative");
+  if (p.kind == ActivityKind::kl && !(rho > 0.0f && rho < 1.0f)) bad("rho: must be in (0, 1)");
+  p.alpha = alpha;
+  p.rho = rho;
+  return p;
+}
+
+// (value, dvalue/dh) of an activity penalty on h (B, N), for checks against numpy.
+py::tuple activity_penalty(FloatIn h, const std::string& kind, float alpha, float rho) {
+  require_ndim(h, 2, "h");
+  int64_t B = h.shape(0), N = h.shape(1);
+  if (B < 1) bad("h: no rows");
+  ActivityParams p = parse_activity(kind, alpha, rho);
+  std::vector<float> col_mean(N), zeros(B * N, 0.0f);
+  FloatOut grad({B, N});
+  const float* hp = h.data();
+  float* gp = grad.mutable_data();
+  double value;
+  {
+    py::gil_scoped_release nogil;
+    value = kernels().activity_value(hp, B, N, p, col_mean.data());
+    p.inv_batch = 1.0f / (float)B;
+    p.col_mean = col_mean.data();
+    kernels().act_backward(gp, nullptr, zeros.data(), hp, hp, B, N, ActParams{}, &p);
+  }
+  return py::make_tuple(value, grad);
 }
 
 // ----------------------------------------------------------------------------
@@ -342,6 +377,13 @@ std::unique_ptr<Network> make_network(int64_t n_inputs, py::list layers, const s
     S.act_param = d.contains("param") ? d["param"].cast<float>() : 0.0f;
     S.input_dropout = d.contains("dropout") ? d["dropout"].cast<float>() : 0.0f;
     check_rate(S.input_dropout, "dropout");
+    S.dropconnect = d.contains("dropconnect") ? d["dropconnect"].cast<float>() : 0.0f;
+    check_rate(S.dropconnect, "dropconnect");
+    if (d.contains("activity") && !d["activity"].is_none()) {
+      py::dict a = d["activity"].cast<py::dict>();
+      S.activity = parse_activity(a["kind"].cast<std::string>(), a["alpha"].cast<float>(),
+                                  a.contains("rho") ? a["rho"].cast<float>() : 0.0f);
+    }
     specs.push_back(S);
   }
   DropoutMode m;
@@ -400,11 +442,13 @@ py::dict train_epoch(Network& net, FloatIn X, FloatIn Y, py::object sw, const st
   out["weight_sum"] = r.weight_sum;
   out["batches"] = r.batches;
   out["diverged"] = r.diverged;
+  out["activity_sum"] = r.activity_sum;
   return out;
 }
 
-FloatOut predict(const Network& net, FloatIn X, py::object link) {
+FloatOut predict(const Network& net, FloatIn X, py::object link, int mc_samples, uint64_t mc_seed) {
   check_batch(X, net, "X");
+  if (mc_samples < 0) bad("mc_samples: must be non-negative");
   int64_t n = X.shape(0);
   FloatOut out({n, net.n_outputs()});
   bool use_link = !link.is_none();
@@ -413,7 +457,7 @@ FloatOut predict(const Network& net, FloatIn X, py::object link) {
   float* op = out.mutable_data();
   {
     py::gil_scoped_release nogil;
-    net.predict(xp, n, op, use_link, k);
+    net.predict(xp, n, op, use_link, k, mc_samples, mc_seed);
   }
   return out;
 }
@@ -456,7 +500,30 @@ PYBIND11_MODULE(_core, m) {
         py::arg("m").noconvert(), py::arg("v").noconvert(), py::arg("kind"), py::arg("lr"),
         py::arg("momentum") = 0.0f, py::arg("nesterov") = false, py::arg("beta1") = 0.9f,
         py::arg("beta2") = 0.999f, py::arg("eps") = 1e-8f, py::arg("rho") = 0.99f,
-        py::arg("l2") = 0.0f, py::arg("weight_decay") = 0.0f, py::arg("t") = 1);
+        py::arg("l2") = 0.0f, py::arg("weight_decay") = 0.0f, py::arg("t") = 1, py::arg("l1") = 0.0f,
+        py::arg("l1_proximal") = true);
+  m.def("sum_abs", [](FloatIn x) {
+    py::gil_scoped_release nogil;
+    return kernels().sum_abs(x.data(), x.size());
+  }, py::arg("x"));
+  m.def("sum_squares", [](FloatIn x) {
+    py::gil_scoped_release nogil;
+    return kernels().sum_squares(x.data(), x.size());
+  }, py::arg("x"));
+  m.def("activity_penalty", &activity_penalty, py::arg("h"), py::arg("kind"), py::arg("alpha"),
+        py::arg("rho") = 0.0f);
+  m.def("max_norm_columns", [](FloatOut W, float c) {
+    require_ndim(W, 2, "W");
+    require_writable(W, "W");
+    if (!(c > 0.0f)) bad("max_norm: must be positive");
+    int64_t rows = W.shape(0), cols = W.shape(1);
+    float* wp = W.mutable_data();
+    std::vector<float> col_sq(cols, 0.0f);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < cols; j++) col_sq[j] += wp[r * cols + j] * wp[r * cols + j];
+    py::gil_scoped_release nogil;
+    kernels().max_norm_columns(wp, rows, cols, col_sq.data(), c);
+  }, py::arg("W").noconvert(), py::arg("c"));
 
   py::class_<Network>(m, "Network")
       .def(py::init(&make_network), py::arg("n_inputs"), py::arg("layers"),
@@ -515,11 +582,17 @@ PYBIND11_MODULE(_core, m) {
          py::arg("beta1") = 0.9f, py::arg("beta2") = 0.999f, py::arg("eps") = 1e-8f, py::arg("rho") = 0.99f)
       .def_property("lr", [](const Network& n) { return n.opt.lr; },
                     [](Network& n, float lr) { n.opt.lr = lr; })
-      .def("set_penalties", [](Network& n, std::vector<float> l2, std::vector<float> wd, bool penalize_bias) {
-        if (l2.size() != n.layers().size()) bad("l2: expected one value per layer");
-        if (wd.size() != n.layers().size()) bad("weight_decay: expected one value per layer");
-        n.l2 = l2; n.weight_decay = wd; n.penalize_bias = penalize_bias;
-      }, py::arg("l2"), py::arg("weight_decay"), py::arg("penalize_bias") = false)
+      .def("set_penalties", [](Network& n, std::vector<float> l1, std::vector<float> l2, std::vector<float> wd,
+                               std::vector<float> max_norm, bool l1_proximal, bool penalize_bias) {
+        size_t L = n.layers().size();
+        if (l1.size() != L) bad("l1: expected one value per layer");
+        if (l2.size() != L) bad("l2: expected one value per layer");
+        if (wd.size() != L) bad("weight_decay: expected one value per layer");
+        if (max_norm.size() != L) bad("max_norm: expected one value per layer");
+        n.l1 = l1; n.l2 = l2; n.weight_decay = wd; n.max_norm = max_norm;
+        n.l1_proximal = l1_proximal; n.penalize_bias = penalize_bias;
+      }, py::arg("l1"), py::arg("l2"), py::arg("weight_decay"), py::arg("max_norm"),
+         py::arg("l1_proximal") = true, py::arg("penalize_bias") = false)
       .def("penalty_value", &Network::penalty_value)
       .def("forward", [](Network& n, FloatIn X, bool training) {
         check_batch(X, n, "X");
@@ -530,7 +603,7 @@ PYBIND11_MODULE(_core, m) {
         {
           py::gil_scoped_release nogil;
           DenormalGuard denormals;
-          const float* o = n.forward(n.train_ws, xp, B, training);
+          const float* o = n.forward(n.train_ws, xp, B, training, n.seed, n.step);
           std::copy(o, o + B * n.n_outputs(), op);
         }
         return out;
@@ -559,7 +632,32 @@ PYBIND11_MODULE(_core, m) {
       })
       .def("train_epoch", &train_epoch, py::arg("X"), py::arg("Y"), py::arg("sample_weight"),
            py::arg("loss"), py::arg("batch_size"), py::arg("shuffle"), py::arg("epoch"))
-      .def("predict", &predict, py::arg("X"), py::arg("link") = py::none())
+      .def("predict", &predict, py::arg("X"), py::arg("link") = py::none(), py::arg("mc_samples") = 0,
+           py::arg("mc_seed") = 0)
+      .def("hidden_stats", [](const Network& n, FloatIn X, float threshold) {
+        check_batch(X, n, "X");
+        size_t hidden = n.layers().size() - 1;
+        std::vector<double> mean_abs(hidden), active(hidden);
+        {
+          py::gil_scoped_release nogil;
+          n.hidden_stats(X.data(), X.shape(0), threshold, mean_abs.data(), active.data());
+        }
+        return py::make_tuple(mean_abs, active);
+      }, py::arg("X"), py::arg("threshold"))
+      .def("last_batch_stats", [](const Network& n, float threshold) {
+        // mean |h| and active fraction per hidden layer on the last training batch
+        size_t hidden = n.layers().size() - 1;
+        std::vector<double> mean_abs(hidden, 0.0), active(hidden, 0.0);
+        int64_t B = n.train_ws.batch_in_use;
+        if (B == 0 || n.train_ws.out_ptr.empty() || !n.train_ws.out_ptr[0]) return py::make_tuple(mean_abs, active);
+        n.batch_stats(n.train_ws, threshold, mean_abs.data(), active.data());
+        for (size_t l = 0; l < hidden; l++) {
+          double count = (double)B * n.layers()[l].units;
+          mean_abs[l] /= count;
+          active[l] /= count;
+        }
+        return py::make_tuple(mean_abs, active);
+      }, py::arg("threshold"))
       .def("mean_loss", [](const Network& n, FloatIn X, FloatIn Y, py::object sw, const std::string& loss) {
         check_batch(X, n, "X");
         int64_t N = X.shape(0);

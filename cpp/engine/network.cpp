@@ -11,6 +11,16 @@ namespace dropkit {
 // Streams of the counter-based generator: layer * 8 + purpose for masks; the
 // shuffle has its own stream, keyed by the epoch.
 static constexpr uint32_t kShuffleStream = 0xFFFFFFF0u;
+enum MaskPurpose : uint32_t { kUnitMask = 0, kWeightMask = 1 };
+
+static RngKey mask_key(uint64_t seed, int layer, MaskPurpose purpose, uint32_t step) {
+  return RngKey{seed, (uint32_t)layer * 8u + purpose, step};
+}
+
+// inverted scaling for dropout under `mode`; DropConnect is always inverted
+static float keep_scale(float rate, DropoutMode mode) {
+  return mode == DropoutMode::inverted ? 1.0f / (1.0f - rate) : 1.0f;
+}
 
 Network::Network(int64_t n_inputs, std::vector<LayerSpec> layers, DropoutMode mode, uint64_t seed_)
     : seed(seed_), n_inputs_(n_inputs), layers_(std::move(layers)), mode_(mode) {
@@ -22,6 +32,8 @@ Network::Network(int64_t n_inputs, std::vector<LayerSpec> layers, DropoutMode mo
     if (L.pieces < 1) throw std::invalid_argument("layers: maxout pieces must be at least 1");
     if (!(L.input_dropout >= 0.0f && L.input_dropout < 1.0f))
       throw std::invalid_argument("layers: dropout rates must be in [0, 1)");
+    if (!(L.dropconnect >= 0.0f && L.dropconnect < 1.0f))
+      throw std::invalid_argument("layers: dropconnect rates must be in [0, 1)");
     L.n_in = fan_in;
     w_off_.push_back(offset);
     offset += L.n_in * L.width();
@@ -38,8 +50,10 @@ Network::Network(int64_t n_inputs, std::vector<LayerSpec> layers, DropoutMode mo
   for (size_t l = 0; l < layers_.size(); l++)
     if (s_off_[l] >= 0)
       std::fill_n(params_.data() + s_off_[l], layers_[l].units, layers_[l].act_param);
+  l1.assign(layers_.size(), 0.0f);
   l2.assign(layers_.size(), 0.0f);
   weight_decay.assign(layers_.size(), 0.0f);
+  max_norm.assign(layers_.size(), 0.0f);
 }
 
 // ----------------------------------------------------------------------------
@@ -50,7 +64,8 @@ void Network::ensure(Workspace& ws, int64_t B) const {
   if (ws.x_in.size() != L) {
     ws = Workspace();
     ws.x_in.resize(L); ws.z.resize(L); ws.a.resize(L); ws.argmax.resize(L);
-    ws.dz.resize(L); ws.d_in.resize(L);
+    ws.dz.resize(L); ws.d_in.resize(L); ws.w_drop.resize(L); ws.col_mean.resize(L); ws.da_pen.resize(L);
+    ws.activity.assign(L, 0.0);
     ws.in_ptr.assign(L, nullptr); ws.out_ptr.assign(L, nullptr);
   }
   if (ws.batch >= B) return;
@@ -60,11 +75,14 @@ void Network::ensure(Workspace& ws, int64_t B) const {
     ws.z[l].resize(B * S.width());
     if (S.pieces > 1 || S.act != Act::identity) ws.a[l].resize(B * S.units);
     if (S.pieces > 1) ws.argmax[l].resize(B * S.units);
+    if (S.dropconnect > 0.0f) ws.w_drop[l].resize(S.n_in * S.width());
+    if (S.activity.kind == ActivityKind::kl) ws.col_mean[l].resize(S.units);
   }
   ws.batch = B;
 }
 
-const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool training) const {
+const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool training,
+                              uint64_t mask_seed, uint32_t mask_step) const {
   const KernelTable& K = kernels();
   ensure(ws, B);
   ws.batch_in_use = B;
@@ -77,13 +95,19 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
     if (S.input_dropout > 0.0f) {
       if (training) {
         // inverted dropout scales the kept units now; standard scales at prediction
-        float scale = mode_ == DropoutMode::inverted ? 1.0f / (1.0f - S.input_dropout) : 1.0f;
-        K.dropout_apply(ws.x_in[l].data(), x, B * S.n_in, drop_threshold(S.input_dropout), scale,
-                        dropout_key((int)l));
+        K.dropout_apply(ws.x_in[l].data(), x, B * S.n_in, drop_threshold(S.input_dropout),
+                        keep_scale(S.input_dropout, mode_), mask_key(mask_seed, (int)l, kUnitMask, mask_step));
         x = ws.x_in[l].data();
       } else if (mode_ == DropoutMode::standard) {
         alpha = 1.0f - S.input_dropout;  // the weight-scaling rule, folded into the product
       }
+    }
+    if (training && S.dropconnect > 0.0f) {
+      // one weight mask per step, shared by the batch; prediction uses the mean weights
+      K.dropout_apply(ws.w_drop[l].data(), W, S.n_in * S.width(), drop_threshold(S.dropconnect),
+                      keep_scale(S.dropconnect, DropoutMode::inverted),
+                      mask_key(mask_seed, (int)l, kWeightMask, mask_step));
+      W = ws.w_drop[l].data();
     }
     ws.in_ptr[l] = x;
     // z (B, width) = alpha * x (B, n_in) W (n_in, width) + b, activation in the epilogue
@@ -100,6 +124,9 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
     }
     K.gemm(B, S.width(), S.n_in, alpha, x, S.n_in, false, W, S.width(), false, 0.0f, z, S.width(), &ep);
     if (!elementwise) K.maxout_forward(a, ws.argmax[l].data(), z, B, S.units, S.pieces);
+    if (training && S.activity.kind != ActivityKind::none)
+      ws.activity[l] = K.activity_value(a, B, S.units, S.activity,
+                                        S.activity.kind == ActivityKind::kl ? ws.col_mean[l].data() : nullptr);
     ws.out_ptr[l] = a;
     x = a;
   }
@@ -116,27 +143,47 @@ void Network::backward(Workspace& ws, const float* dout, float* dX) {
     ws.dz[l].resize(B * width);
     float* dz = ws.dz[l].data();
     const float* z = ws.z[l].data();
+    ActivityParams pen = S.activity;
+    pen.inv_batch = 1.0f / (float)B;
+    pen.col_mean = ws.col_mean[l].empty() ? nullptr : ws.col_mean[l].data();
+    const ActivityParams* activity = pen.kind == ActivityKind::none ? nullptr : &pen;
     if (S.pieces > 1) {
+      if (activity) {
+        // the penalty acts on the max; its gradient joins before the routing
+        ws.da_pen[l].resize(B * S.units);
+        K.act_backward(ws.da_pen[l].data(), nullptr, da, ws.out_ptr[l], ws.out_ptr[l], B, S.units,
+                       ActParams{}, activity);
+        da = ws.da_pen[l].data();
+      }
       K.maxout_backward(dz, da, ws.argmax[l].data(), B, S.units, S.pieces);
     } else {
       float* dslope = s_off_[l] >= 0 ? grads_.data() + s_off_[l] : nullptr;
       ActParams p{S.act, S.act_param, s_off_[l] >= 0 ? params_.data() + s_off_[l] : nullptr};
-      K.act_backward(dz, dslope, da, z, ws.out_ptr[l], B, width, p);
+      K.act_backward(dz, dslope, da, z, ws.out_ptr[l], B, width, p, activity);
     }
     // db += sum_b dz;  dW (n_in, width) += x_in^T (n_in, B) dz (B, width)
     K.column_sums(grads_.data() + b_off_[l], dz, B, width);
-    K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 1.0f,
-           grads_.data() + w_off_[l], width, nullptr);
+    float* dW = grads_.data() + w_off_[l];
+    if (S.dropconnect > 0.0f) {
+      // only the weights this step kept get a gradient, scaled as they were
+      ws.scratch.resize(S.n_in * width);
+      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f,
+             ws.scratch.data(), width, nullptr);
+      K.dropout_accumulate(dW, ws.scratch.data(), S.n_in * width, drop_threshold(S.dropconnect),
+                           keep_scale(S.dropconnect, DropoutMode::inverted),
+                           mask_key(seed, l, kWeightMask, step));
+    } else {
+      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 1.0f, dW, width, nullptr);
+    }
     if (l == 0 && !dX) break;
     // d_in (B, n_in) = dz (B, width) W^T (width, n_in), then back through the dropout mask
+    const float* W_used = S.dropconnect > 0.0f ? ws.w_drop[l].data() : params_.data() + w_off_[l];
     float* d_in = l == 0 ? dX : (ws.d_in[l].resize(B * S.n_in), ws.d_in[l].data());
-    K.gemm(B, S.n_in, width, 1.0f, dz, width, false, params_.data() + w_off_[l], width, true, 0.0f,
-           d_in, S.n_in, nullptr);
+    K.gemm(B, S.n_in, width, 1.0f, dz, width, false, W_used, width, true, 0.0f, d_in, S.n_in, nullptr);
     if (S.input_dropout > 0.0f) {
       // regenerating the mask from the counter-based stream is cheaper than storing it
-      float scale = mode_ == DropoutMode::inverted ? 1.0f / (1.0f - S.input_dropout) : 1.0f;
-      K.dropout_apply(d_in, d_in, B * S.n_in, drop_threshold(S.input_dropout), scale,
-                      dropout_key(l));
+      K.dropout_apply(d_in, d_in, B * S.n_in, drop_threshold(S.input_dropout),
+                      keep_scale(S.input_dropout, mode_), mask_key(seed, l, kUnitMask, step));
     }
     da = d_in;
   }
@@ -148,22 +195,32 @@ void Network::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 // the optimizer pass and penalties
 
 void Network::optimizer_step() {
-  const KernelTable& K = kernels();
   OptParams p = opt;
   double t = (double)step + 1.0;
   p.bias_correction1 = (float)(1.0 - std::pow((double)opt.beta1, t));
   p.bias_correction2 = (float)(1.0 - std::pow((double)opt.beta2, t));
+  p.l1_proximal = l1_proximal;
+  std::vector<float> col_sq;
   for (size_t l = 0; l < layers_.size(); l++) {
+    const KernelTable& K = kernels();
     const LayerSpec& S = layers_[l];
-    int64_t nw = S.n_in * S.width();
-    int64_t rest = S.width() + (S.has_slopes() ? S.units : 0);  // bias, then slopes
+    int64_t width = S.width();
+    int64_t rest = width + (S.has_slopes() ? S.units : 0);  // bias, then slopes
+    p.l1 = l1[l];
     p.l2 = l2[l];
     p.weight_decay = weight_decay[l];
+    float* col = nullptr;
+    if (max_norm[l] > 0.0f) {
+      col_sq.assign(width, 0.0f);
+      col = col_sq.data();
+    }
     int64_t o = w_off_[l];
-    K.optimizer_step(params_.data() + o, grads_.data() + o, m_.data() + o, v_.data() + o, nw, p);
-    if (!penalize_bias) p.l2 = p.weight_decay = 0.0f;
+    K.optimizer_step(params_.data() + o, grads_.data() + o, m_.data() + o, v_.data() + o, S.n_in, width, p, col);
+    // max-norm (Srivastava et al. 2014): each unit's incoming weights to norm <= c, after the update
+    if (col) K.max_norm_columns(params_.data() + o, S.n_in, width, col, max_norm[l]);
+    if (!penalize_bias) p.l1 = p.l2 = p.weight_decay = 0.0f;
     o = b_off_[l];
-    K.optimizer_step(params_.data() + o, grads_.data() + o, m_.data() + o, v_.data() + o, rest, p);
+    K.optimizer_step(params_.data() + o, grads_.data() + o, m_.data() + o, v_.data() + o, 1, rest, p, nullptr);
   }
   step++;
 }
@@ -172,11 +229,13 @@ double Network::penalty_value() const {
   const KernelTable& K = kernels();
   double total = 0.0;
   for (size_t l = 0; l < layers_.size(); l++) {
-    if (l2[l] == 0.0f) continue;
     const LayerSpec& S = layers_[l];
-    double sq = K.sum_squares(params_.data() + w_off_[l], S.n_in * S.width());
-    if (penalize_bias) sq += K.sum_squares(params_.data() + b_off_[l], S.width());
-    total += 0.5 * l2[l] * sq;
+    for (int part = 0; part < (penalize_bias ? 2 : 1); part++) {
+      const float* x = params_.data() + (part == 0 ? w_off_[l] : b_off_[l]);
+      int64_t n = part == 0 ? S.n_in * S.width() : S.width();
+      if (l2[l] != 0.0f) total += 0.5 * l2[l] * K.sum_squares(x, n);
+      if (l1[l] != 0.0f) total += l1[l] * K.sum_abs(x, n);
+    }
   }
   return total;
 }
@@ -190,6 +249,7 @@ EpochResult Network::train_epoch(const float* X, const float* Y, const float* sa
   const KernelTable& K = kernels();
   DenormalGuard denormals;
   EpochResult r;
+  r.activity_sum.assign(layers_.size(), 0.0);
   int64_t n_in = n_inputs_, n_out = n_outputs();
   batch_size = std::max<int64_t>(1, std::min(batch_size, n));
   order_.resize(n);
@@ -221,7 +281,7 @@ EpochResult Network::train_epoch(const float* X, const float* Y, const float* sa
       swb_[b] = sample_weight ? sample_weight[i] : 1.0f;
       wsum += swb_[b];
     }
-    const float* out = forward(train_ws, xb_.data(), B, true);
+    const float* out = forward(train_ws, xb_.data(), B, true, seed, step);
     float grad_scale = wsum > 0.0 ? (float)(1.0 / wsum) : 0.0f;
     double batch_loss = K.loss(dout_.data(), out, yb_.data(), swb_.data(), B, n_out, loss, grad_scale);
     // past float32's range the outputs themselves are about to overflow
@@ -235,23 +295,73 @@ EpochResult Network::train_epoch(const float* X, const float* Y, const float* sa
     r.loss_sum += batch_loss;
     r.weight_sum += wsum;
     r.batches++;
+    for (size_t l = 0; l < layers_.size(); l++) r.activity_sum[l] += train_ws.activity[l];
   }
   return r;
 }
 
-void Network::predict(const float* X, int64_t n, float* out, bool link, Loss loss) const {
+void Network::predict(const float* X, int64_t n, float* out, bool link, Loss loss, int mc_samples,
+                      uint64_t mc_seed) const {
   const KernelTable& K = kernels();
   DenormalGuard denormals;
   Workspace ws;
   const int64_t block = 1024;
   int64_t n_out = n_outputs();
+  std::vector<float> sample;
+  uint32_t pass = 0;
   for (int64_t start = 0; start < n; start += block) {
     int64_t B = std::min(block, n - start);
-    const float* o = forward(ws, X + start * n_inputs_, B, false);
-    if (link)
-      K.output_link(out + start * n_out, o, B, n_out, loss);
-    else
-      std::memcpy(out + start * n_out, o, B * n_out * sizeof(float));
+    float* o_block = out + start * n_out;
+    if (mc_samples <= 0) {
+      const float* o = forward(ws, X + start * n_inputs_, B, false, 0, 0);
+      if (link)
+        K.output_link(o_block, o, B, n_out, loss);
+      else
+        std::memcpy(o_block, o, B * n_out * sizeof(float));
+      continue;
+    }
+    // Monte Carlo dropout: the average of mc_samples stochastic passes
+    sample.resize(B * n_out);
+    std::fill(o_block, o_block + B * n_out, 0.0f);
+    for (int k = 0; k < mc_samples; k++) {
+      const float* o = forward(ws, X + start * n_inputs_, B, true, mc_seed, pass++);
+      if (link) {
+        K.output_link(sample.data(), o, B, n_out, loss);
+        o = sample.data();
+      }
+      for (int64_t i = 0; i < B * n_out; i++) o_block[i] += o[i];
+    }
+    for (int64_t i = 0; i < B * n_out; i++) o_block[i] /= (float)mc_samples;
+  }
+}
+
+void Network::batch_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const {
+  for (size_t l = 0; l + 1 < layers_.size(); l++) {
+    const float* h = ws.out_ptr[l];
+    for (int64_t i = 0; i < ws.batch_in_use * layers_[l].units; i++) {
+      float m = std::fabs(h[i]);
+      sum_abs[l] += m;
+      active[l] += m > threshold ? 1.0 : 0.0;
+    }
+  }
+}
+
+void Network::hidden_stats(const float* X, int64_t n, float threshold, double* mean_abs, double* active) const {
+  DenormalGuard denormals;
+  Workspace ws;
+  const int64_t block = 1024;
+  size_t hidden = layers_.size() - 1;
+  std::fill(mean_abs, mean_abs + hidden, 0.0);
+  std::fill(active, active + hidden, 0.0);
+  for (int64_t start = 0; start < n; start += block) {
+    int64_t B = std::min(block, n - start);
+    forward(ws, X + start * n_inputs_, B, false, 0, 0);
+    batch_stats(ws, threshold, mean_abs, active);
+  }
+  for (size_t l = 0; l < hidden; l++) {
+    double count = (double)n * layers_[l].units;
+    mean_abs[l] /= count;
+    active[l] /= count;
   }
 }
 
@@ -265,7 +375,7 @@ double Network::mean_loss(const float* X, const float* Y, const float* sample_we
   double total = 0.0, wsum = 0.0;
   for (int64_t start = 0; start < n; start += block) {
     int64_t B = std::min(block, n - start);
-    const float* o = forward(ws, X + start * n_inputs_, B, false);
+    const float* o = forward(ws, X + start * n_inputs_, B, false, 0, 0);
     const float* w = sample_weight ? sample_weight + start : nullptr;
     total += K.loss(nullptr, o, Y + start * n_out, w, B, n_out, loss, 0.0f);
     if (w)

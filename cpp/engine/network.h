@@ -22,6 +22,8 @@ struct LayerSpec {
   float act_param = 0.0f;   // leaky_relu slope, elu alpha, prelu initial slope
   int pieces = 1;           // maxout pieces per unit (1: not maxout)
   float input_dropout = 0.0f;  // drop probability applied to this layer's input
+  float dropconnect = 0.0f;    // drop probability of each weight, one mask per step
+  ActivityParams activity;     // penalty on this layer's output (hidden layers)
 
   int64_t width() const { return units * pieces; }  // columns of W
   bool has_slopes() const { return act == Act::prelu; }
@@ -39,6 +41,11 @@ struct Workspace {
   std::vector<std::vector<int32_t>> argmax;  // (B, units): maxout winners
   std::vector<std::vector<float>> dz;     // (B, width)
   std::vector<std::vector<float>> d_in;   // (B, n_in): gradient w.r.t. the layer's input
+  std::vector<std::vector<float>> w_drop;  // (n_in, width): DropConnect's masked weights
+  std::vector<std::vector<float>> col_mean;  // (units): KL sparsity's batch means
+  std::vector<std::vector<float>> da_pen;  // (B, units): maxout's gradient plus its activity penalty
+  std::vector<double> activity;           // each layer's activity penalty on the last batch
+  std::vector<float> scratch;             // DropConnect's unmasked weight gradient
   std::vector<const float*> in_ptr, out_ptr;  // what each layer read and wrote last
 };
 
@@ -46,6 +53,7 @@ struct EpochResult {
   double loss_sum = 0.0;    // sum over samples of weight * loss
   double weight_sum = 0.0;  // sum of sample weights seen
   int64_t batches = 0;
+  std::vector<double> activity_sum;  // per layer, the activity penalty summed over batches
   bool interrupted = false;
   bool diverged = false;
 };
@@ -70,19 +78,23 @@ class Network {
 
   uint64_t seed = 0;
   uint32_t step = 0;  // optimizer steps taken; keys the dropout masks
-  OptParams opt;      // lr, kind and hyperparameters; l2 and decay come per layer
-  std::vector<float> l2, weight_decay;  // per layer
+  OptParams opt;      // lr, kind and hyperparameters; penalties come per layer
+  std::vector<float> l1, l2, weight_decay, max_norm;  // per layer (max_norm 0: none)
+  bool l1_proximal = true;
   bool penalize_bias = false;
 
   // Forward over a batch X (B, n_in); returns the last layer's output (B, n_out),
-  // valid until the workspace is used again.
-  const float* forward(Workspace& ws, const float* X, int64_t B, bool training) const;
+  // valid until the workspace is used again. Training draws the masks of
+  // (seed, mask_step) and computes the activity penalties.
+  const float* forward(Workspace& ws, const float* X, int64_t B, bool training, uint64_t mask_seed,
+                       uint32_t mask_step) const;
   // Backward from dout (B, n_out), accumulating into grads(); writes the
   // gradient w.r.t. X into dX when it is not null.
   void backward(Workspace& ws, const float* dout, float* dX);
   void zero_grad();
   void optimizer_step();  // one fused pass per parameter segment, then step++
-  double penalty_value() const;  // sum over layers of (l2/2) |W|^2
+  // sum over layers of l1 |W|_1 + (l2/2) |W|^2 (biases too with penalize_bias)
+  double penalty_value() const;
 
   // One epoch of minibatch training on (X, Y, sample_weight). keep_going() is
   // asked between batches; returning false ends the epoch early (Ctrl-C).
@@ -90,7 +102,15 @@ class Network {
                           Loss loss, int64_t batch_size, bool shuffle, uint32_t epoch,
                           const std::function<bool()>& keep_going);
   // Outputs for X (n, n_in) in blocks, through the loss's link when `link`.
-  void predict(const float* X, int64_t n, float* out, bool link, Loss loss) const;
+  // With mc_samples > 0, the mean of that many passes with dropout and
+  // DropConnect on, masks drawn from mc_seed (Monte Carlo dropout).
+  void predict(const float* X, int64_t n, float* out, bool link, Loss loss, int mc_samples = 0,
+               uint64_t mc_seed = 0) const;
+  // Per hidden layer, the mean |output| and the fraction of outputs above
+  // `threshold` in magnitude, over X without dropout.
+  void hidden_stats(const float* X, int64_t n, float threshold, double* mean_abs, double* active) const;
+  // The same figures for the batch last run through `ws` (sums, not yet divided).
+  void batch_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const;
   // Mean weighted loss over (X, Y), without penalties.
   double mean_loss(const float* X, const float* Y, const float* sample_weight, int64_t n,
                    Loss loss) const;
@@ -99,7 +119,7 @@ class Network {
 
  private:
   void ensure(Workspace& ws, int64_t B) const;
-  RngKey dropout_key(int layer) const { return RngKey{seed, (uint32_t)layer * 8u, step}; }
+  void step_segment(int l, float* col_sq);
 
   int64_t n_inputs_;
   std::vector<LayerSpec> layers_;

@@ -3,6 +3,7 @@
 // whichever is cheaper for that function.
 #pragma once
 #include "kernels/cpu.h"
+#include "kernels/penalties.h"
 #include "kernels/simd.h"
 
 namespace dropkit {
@@ -48,12 +49,20 @@ static void act_forward(float* a, const float* z, int64_t B, int64_t N, ActParam
 }
 
 static void act_backward(float* dz, float* dslope, const float* da, const float* z,
-                         const float* a, int64_t B, int64_t N, ActParams p) {
+                         const float* a, int64_t B, int64_t N, ActParams p,
+                         const ActivityParams* activity) {
+  bool penalised = activity && activity->kind != ActivityKind::none;
+  float* da_row = penalised ? new float[N] : nullptr;
   for (int64_t b = 0; b < B; b++) {
     float* __restrict dz_b = dz + b * N;
     const float* __restrict da_b = da + b * N;
     const float* __restrict z_b = z + b * N;
     const float* __restrict a_b = a + b * N;
+    if (penalised) {
+      // the activity penalty's gradient joins the incoming one, row by row in L1
+      for (int64_t j = 0; j < N; j++) da_row[j] = da_b[j] + activity_grad(a_b[j], j, *activity);
+      da_b = da_row;
+    }
     switch (p.kind) {
       case Act::identity:
         for (int64_t j = 0; j < N; j++) dz_b[j] = da_b[j];
@@ -87,6 +96,7 @@ static void act_backward(float* dz, float* dslope, const float* da, const float*
       }
     }
   }
+  delete[] da_row;
 }
 
 // z is (B, U*k): unit u owns columns u*k .. u*k+k-1; a and argmax are (B, U).

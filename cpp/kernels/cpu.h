@@ -43,6 +43,16 @@ struct RngKey {
 
 enum class Optimizer : int { sgd = 0, adagrad, rmsprop, adam };
 
+// A penalty on a hidden layer's output h (see penalties.h for the formulas).
+enum class ActivityKind : int { none = 0, l1, kl, student_t };
+struct ActivityParams {
+  ActivityKind kind = ActivityKind::none;
+  float alpha = 0.0f;  // strength (beta for kl)
+  float rho = 0.0f;    // kl's target mean activation
+  float inv_batch = 1.0f;
+  const float* col_mean = nullptr;  // kl: mean of each unit over the batch
+};
+
 // One optimizer step over a segment of the flat parameter buffer.
 struct OptParams {
   Optimizer kind = Optimizer::sgd;
@@ -52,6 +62,8 @@ struct OptParams {
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, rho = 0.99f;
   float l2 = 0.0f;            // L2 in the gradient: g += l2 * w
   float weight_decay = 0.0f;  // decoupled: w -= lr * weight_decay * w
+  float l1 = 0.0f;
+  bool l1_proximal = true;    // soft-threshold after the update; else l1 sign(w) in the gradient
   float bias_correction1 = 1.0f, bias_correction2 = 1.0f;  // adam: 1 - beta^t
 };
 
@@ -68,9 +80,12 @@ struct KernelTable {
 
   // a (B, N) = act(z); row-major, contiguous.
   void (*act_forward)(float* a, const float* z, int64_t B, int64_t N, ActParams p);
-  // dz (B, N) = da * act'(z); prelu also accumulates dslope (N) += sum_b da*min(z,0).
+  // dz (B, N) = (da + dpenalty/da) * act'(z), the activity penalty's gradient
+  // fused in when `activity` is not null; prelu also accumulates
+  // dslope (N) += sum_b (da + dpenalty) * min(z, 0).
   void (*act_backward)(float* dz, float* dslope, const float* da, const float* z,
-                       const float* a, int64_t B, int64_t N, ActParams p);
+                       const float* a, int64_t B, int64_t N, ActParams p,
+                       const ActivityParams* activity);
   // maxout: a (B, U) = max over each group of k columns of z (B, U*k); argmax in (B, U).
   void (*maxout_forward)(float* a, int32_t* argmax, const float* z, int64_t B, int64_t U, int k);
   void (*maxout_backward)(float* dz, const float* da, const int32_t* argmax, int64_t B, int64_t U, int k);
@@ -91,10 +106,20 @@ struct KernelTable {
   // out (B, C) = softmax(z) or sigmoid(z) per the loss's link.
   void (*output_link)(float* out, const float* z, int64_t B, int64_t C, Loss kind);
 
-  void (*optimizer_step)(float* w, const float* g, float* m, float* v, int64_t n, OptParams p);
+  // Over a (rows, cols) segment; when col_sq is not null it accumulates the
+  // squared norm of each updated column (for max-norm).
+  void (*optimizer_step)(float* w, const float* g, float* m, float* v, int64_t rows, int64_t cols,
+                         OptParams p, float* col_sq);
   // db (N) += column sums of dz (B, N)
   void (*column_sums)(float* db, const float* dz, int64_t B, int64_t N);
   double (*sum_squares)(const float* x, int64_t n);
+
+  double (*sum_abs)(const float* x, int64_t n);
+  // W (rows, cols): columns with norm above c are rescaled to norm c.
+  void (*max_norm_columns)(float* W, int64_t rows, int64_t cols, const float* col_sq, float c);
+  double (*activity_value)(const float* h, int64_t B, int64_t N, ActivityParams p, float* col_mean);
+  void (*dropout_accumulate)(float* out, const float* in, int64_t n, uint32_t threshold, float scale,
+                             RngKey key);
 };
 
 const KernelTable& kernels();

@@ -8,6 +8,7 @@
 #include "kernels/gemm.h"
 #include "kernels/losses.h"
 #include "kernels/optimizers.h"
+#include "kernels/penalties.h"
 
 #define DK_STR2(x) #x
 #define DK_STR(x) DK_STR2(x)
@@ -34,6 +35,10 @@ const KernelTable DK_CAT(kernel_table_, DK_ISA) = {
     DK_ISA::optimizer_step,
     DK_ISA::column_sums,
     DK_ISA::sum_squares,
+    DK_ISA::sum_abs,
+    DK_ISA::max_norm_columns,
+    DK_ISA::activity_value,
+    DK_ISA::dropout_accumulate,
 };
 
 }  // namespace dropkit

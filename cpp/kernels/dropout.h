@@ -65,5 +65,14 @@ static void dropout_mask(float* mask, int64_t n, uint32_t threshold, float scale
   });
 }
 
+// out[i] += keep(i) ? in[i] * scale : 0: DropConnect routes the weight
+// gradient through the mask its forward pass used.
+static void dropout_accumulate(float* out, const float* in, int64_t n, uint32_t threshold, float scale,
+                               RngKey key) {
+  for_each_random(n, key, [&](int64_t i, uint32_t bits) {
+    out[i] += bits >= threshold ? in[i] * scale : 0.0f;
+  });
+}
+
 }  // namespace DK_ISA
 }  // namespace dropkit

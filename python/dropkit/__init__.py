@@ -11,9 +11,11 @@ import warnings as _warnings
 from . import _core
 from .estimators import DivergenceError, MLPClassifier, MLPRegressor
 from .network import Dense, Network
+from .penalties import ActivityL1, KLSparsity, StudentT
 
 __version__ = "0.1.0"
-__all__ = ["MLPClassifier", "MLPRegressor", "Network", "Dense", "DivergenceError", "simd_backend",
+__all__ = ["MLPClassifier", "MLPRegressor", "Network", "Dense", "DivergenceError", "ActivityL1", "KLSparsity",
+           "StudentT", "simd_backend",
            "available_isas", "set_num_threads", "get_num_threads", "load"]
 
 if _os.environ.get("DROPKIT_ISA") and _os.environ["DROPKIT_ISA"] not in _core.available_isas():

@@ -4,11 +4,13 @@ Parameter names follow scikit-learn's MLP where it has them; dropkit adds
 dropout, input_dropout, dropout_mode, l2, weight_decay, penalize_bias and
 n_threads. The objective minimised on a minibatch B is
 
-    mean_{i in B} w_i loss_i / mean w  +  sum_layers (l2 / 2) |W|^2
+    sum_{i in B} w_i loss_i / sum_{i in B} w_i
+      + sum_layers [l1 |W|_1 + (l2 / 2) |W|^2] + sum_hidden activity_penalty(h)
 
 (biases excluded unless penalize_bias); ``weight_decay`` is decoupled
-(W -= lr * weight_decay * W after the gradient step, as AdamW). Note that
-scikit-learn's ``alpha`` is divided by the batch size: alpha = l2 * batch_size.
+(W -= lr * weight_decay * W after the gradient step, as AdamW), ``max_norm``
+rescales each unit's incoming weights to norm <= c after every update. Note
+that scikit-learn's ``alpha`` is divided by the batch size: alpha = l2 * batch_size.
 """
 from __future__ import annotations
 
@@ -31,9 +33,17 @@ from . import _core
 from ._validation import check_int, check_nonneg, check_rate, to_float32
 from .network import SOLVERS, Dense, Network, parse_activation
 from .optim import SCHEDULES, Schedule
+from .penalties import ACTIVITY_PENALTIES
+
+# hidden outputs with |h| above this count as active in history_
+ACTIVE_THRESHOLD = 0.01
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+HISTORY_KEYS = ("loss", "penalty", "val_loss", "val_score", "learning_rate", "time", "activity_penalty",
+                "zero_fraction", "mean_activation", "active_fraction", "grad_norm")
 
 
 class DivergenceError(FloatingPointError):
@@ -63,8 +73,8 @@ class _BaseMLP(BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.99,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dropout=0.0,
-                 input_dropout=0.0, dropout_mode="inverted", l2=0.0, weight_decay=None, penalize_bias=False,
-                 n_threads=None):
+                 input_dropout=0.0, dropout_mode="inverted", dropconnect=0.0, l1=0.0, l1_mode="proximal", l2=0.0,
+                 weight_decay=None, max_norm=None, penalize_bias=False, activity_penalty=None, n_threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -92,9 +102,14 @@ class _BaseMLP(BaseEstimator):
         self.dropout = dropout
         self.input_dropout = input_dropout
         self.dropout_mode = dropout_mode
+        self.dropconnect = dropconnect
+        self.l1 = l1
+        self.l1_mode = l1_mode
         self.l2 = l2
         self.weight_decay = weight_decay
+        self.max_norm = max_norm
         self.penalize_bias = penalize_bias
+        self.activity_penalty = activity_penalty
         self.n_threads = n_threads
 
     # ------------------------------------------------------------ parameters
@@ -112,11 +127,11 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"hidden_layer_sizes: every size must be a positive integer, got {s!r}")
         return [int(s) for s in sizes]
 
-    def _per_hidden(self, value, name, n_hidden, check):
-        """One value per hidden layer from a scalar or a sequence (for activation and dropout)."""
+    def _per_hidden(self, value, name, n_hidden, check, what="hidden layer"):
+        """One value per hidden layer (or per `what`) from a scalar or a sequence."""
         if isinstance(value, (list, tuple)) and not (name == "activation" and _is_activation_pair(value)):
             if len(value) != n_hidden:
-                raise ValueError(f"{name}: expected {n_hidden} values (one per hidden layer), got {len(value)}")
+                raise ValueError(f"{name}: expected {n_hidden} values (one per {what}), got {len(value)}")
             return [check(v, name) for v in value]
         return [check(value, name)] * n_hidden
 
@@ -149,8 +164,13 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"dropout_mode: expected 'inverted' or 'standard', got {self.dropout_mode!r}")
         if self.weight_decay is not None and not isinstance(self.weight_decay, (list, tuple)):
             check_nonneg(self.weight_decay, "weight_decay")
-        if not isinstance(self.l2, (list, tuple)):
-            check_nonneg(self.l2, "l2")
+        for name in ("l1", "l2"):
+            if not isinstance(getattr(self, name), (list, tuple)):
+                check_nonneg(getattr(self, name), name)
+        if self.l1_mode not in ("proximal", "subgradient"):
+            raise ValueError(f"l1_mode: expected 'proximal' or 'subgradient', got {self.l1_mode!r}")
+        if self.max_norm is not None and not isinstance(self.max_norm, (list, tuple)):
+            check_nonneg(self.max_norm, "max_norm", strict=True)
         if self.n_threads is not None:
             check_int(self.n_threads, "n_threads")
 
@@ -159,9 +179,14 @@ class _BaseMLP(BaseEstimator):
         acts = self._per_hidden(self.activation, "activation", len(sizes), lambda v, n: parse_activation(v, n))
         rates = self._per_hidden(self.dropout, "dropout", len(sizes), check_rate)
         input_rates = [check_rate(self.input_dropout, "input_dropout")] + rates
-        layers = [Dense(u, a if a[0] in ("leaky_relu", "prelu", "elu", "maxout") else a[0], r)
-                  for u, a, r in zip(sizes, acts, input_rates)]
-        layers.append(Dense(n_outputs, "identity", input_rates[len(sizes)]))
+        connect = self._per_hidden(self.dropconnect, "dropconnect", len(sizes) + 1, check_rate, "layer")
+        penalty = self.activity_penalty
+        if penalty is not None and not isinstance(penalty, ACTIVITY_PENALTIES) and len(penalty) != len(sizes):
+            raise ValueError(f"activity_penalty: expected one penalty (or None) per hidden layer, got {len(penalty)}")
+        penalties = penalty if isinstance(penalty, (list, tuple)) else [penalty] * len(sizes)
+        layers = [Dense(u, a if a[0] in ("leaky_relu", "prelu", "elu", "maxout") else a[0], r, c, p)
+                  for u, a, r, c, p in zip(sizes, acts, input_rates, connect, penalties)]
+        layers.append(Dense(n_outputs, "identity", input_rates[len(sizes)], connect[len(sizes)]))
         return layers
 
     def _weight_decay(self):
@@ -175,7 +200,8 @@ class _BaseMLP(BaseEstimator):
         net.set_optimizer(self.solver, learning_rate=self.learning_rate_init, momentum=self.momentum,
                           nesterov=self.nesterovs_momentum, beta_1=self.beta_1, beta_2=self.beta_2,
                           epsilon=self.epsilon, rho=self.rho)
-        net.set_penalties(l2=self.l2, weight_decay=self._weight_decay(), penalize_bias=self.penalize_bias)
+        net.set_penalties(l1=self.l1, l2=self.l2, weight_decay=self._weight_decay(), max_norm=self.max_norm,
+                          l1_mode=self.l1_mode, penalize_bias=self.penalize_bias)
 
     # --------------------------------------------------------------- fitting
 
@@ -209,7 +235,7 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_ = 0
             self.t_ = 0
             self.loss_curve_ = []
-            self.history_ = {key: [] for key in ("loss", "penalty", "val_loss", "val_score", "learning_rate", "time")}
+            self.history_ = {key: [] for key in HISTORY_KEYS}
             self.best_loss_ = np.inf
             self.validation_scores_ = [] if self.early_stopping else None
             self.best_validation_score_ = -np.inf if self.early_stopping else None
@@ -265,7 +291,7 @@ class _BaseMLP(BaseEstimator):
                     self.t_ += X.shape[0]
                     self.loss_ = loss
                     self.loss_curve_.append(loss)
-                    self._record(loss, penalty, lr, elapsed, X_val, Y_val, sw_val)
+                    self._record(loss, penalty, lr, elapsed, result, X_val, Y_val, sw_val)
                     schedule.observe(self.history_["val_loss"][-1] if self.early_stopping else loss)
                     if self.verbose:
                         self._report()
@@ -282,12 +308,26 @@ class _BaseMLP(BaseEstimator):
         self._finish(early_stop=self.early_stopping and not incremental)
         return self
 
-    def _record(self, loss, penalty, lr, elapsed, X_val, Y_val, sw_val):
+    def _record(self, loss, penalty, lr, elapsed, result, X_val, Y_val, sw_val):
         h = self.history_
+        net = self._network
         h["loss"].append(loss)
         h["penalty"].append(penalty)
         h["learning_rate"].append(lr)
         h["time"].append(elapsed)
+        # diagnostics; the activations and gradients are those of the epoch's last minibatch
+        n_hidden = len(net.layers) - 1
+        h["activity_penalty"].append([s / max(result["batches"], 1) for s in result["activity_sum"][:n_hidden]])
+        h["zero_fraction"].append([float(np.count_nonzero(w == 0)) / w.size for w in net.weights])
+        mean_abs, active = net._core.last_batch_stats(ACTIVE_THRESHOLD)
+        h["mean_activation"].append(list(mean_abs))
+        h["active_fraction"].append(list(active))
+        grads = net.grads
+        norms = []
+        for i in range(len(net.layers)):
+            offset, size, _, _ = net._core.segment(i)
+            norms.append(float(np.sqrt(_core.sum_squares(grads[offset:offset + size]))))
+        h["grad_norm"].append(norms)
         if X_val is None:
             h["val_loss"].append(None)
             h["val_score"].append(None)
@@ -340,12 +380,24 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------- prediction
 
-    def _forward(self, X):
+    def _forward(self, X, mc_samples=None, random_state=None, link=None):
+        """The network's outputs for X; with mc_samples, the mean over that many
+        stochastic passes (through `link` first, so probabilities are averaged)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         X = to_float32(X, "X")
         with thread_count(self.n_threads):
-            return self._network._core.predict(X, None)
+            if mc_samples is None:
+                return self._network._core.predict(X, link)
+            return self._network.predict(X, link, mc_samples=mc_samples, random_state=random_state)
+
+    def hidden_activity(self, X):
+        """Per hidden layer, the mean |output| and the fraction of outputs with
+        |h| > 0.01 over X, without dropout: how sparse the representation is."""
+        check_is_fitted(self)
+        X = to_float32(validate_data(self, X, reset=False, dtype=(np.float64, np.float32)), "X")
+        mean_abs, active = self._network._core.hidden_stats(X, ACTIVE_THRESHOLD)
+        return {"mean_activation": list(mean_abs), "active_fraction": list(active)}
 
     # ----------------------------------------------------------- the weights
 
@@ -429,9 +481,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             pred, true = proba > 0.5, Y > 0.5
         return accuracy_score(true, pred, sample_weight=sw)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, mc_samples=None, random_state=None):
         """Class probabilities (n_samples, n_classes); for multilabel targets,
-        one probability per label."""
+        one probability per label.
+
+        By default dropout and DropConnect are off (the weight-scaling rule).
+        With ``mc_samples=K`` the probabilities are the mean of K stochastic
+        passes with both on, masks drawn from ``random_state`` (Monte Carlo
+        dropout: the network as an ensemble)."""
+        if mc_samples is not None:
+            p = self._forward(X, mc_samples, random_state, link=self._loss).astype(np.float64)
+            return np.hstack([1 - p, p]) if self._is_binary() else p
         z = self._forward(X).astype(np.float64)
         if self._loss == "softmax_ce":
             z -= z.max(axis=1, keepdims=True)
@@ -448,8 +508,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)
         return np.hstack([log_not_p, log_p]) if self._is_binary() else log_p
 
-    def predict(self, X):
-        z = self._forward(X)
+    def predict(self, X, mc_samples=None, random_state=None):
+        """Predicted labels; with ``mc_samples``, from the Monte Carlo average
+        of the probabilities (see predict_proba)."""
+        if mc_samples is not None:
+            p = self._forward(X, mc_samples, random_state, link=self._loss)
+            if self._loss == "softmax_ce":
+                return self.classes_[p.argmax(axis=1)]
+            z = np.where(p > 0.5, 1.0, -1.0)
+        else:
+            z = self._forward(X)
         if self._loss == "softmax_ce":
             return self.classes_[z.argmax(axis=1)]
         if self._is_binary():
@@ -488,6 +556,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _score_encoded(self, X, Y, sw):
         return r2_score(Y, self._network._core.predict(X, None), sample_weight=sw)
 
-    def predict(self, X):
-        out = self._forward(X).astype(np.float64)
+    def predict(self, X, mc_samples=None, random_state=None):
+        """Predictions; with ``mc_samples=K``, the mean of K passes with
+        dropout and DropConnect on (Monte Carlo dropout)."""
+        out = self._forward(X, mc_samples, random_state).astype(np.float64)
         return out.ravel() if self._y_ndim == 1 else out

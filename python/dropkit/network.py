@@ -15,12 +15,13 @@ The estimators in :mod:`dropkit.estimators` are built on the same class.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _core
 from ._validation import as_float32_matrix, check_rate, check_nonneg
+from .penalties import activity_spec, penalty_from_spec
 
 ACTIVATIONS = ("identity", "logistic", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "maxout")
 # The parameter each activation takes, and its default.
@@ -62,20 +63,26 @@ def parse_activation(spec, name="activation"):
 @dataclass
 class Dense:
     """A dense layer: ``units`` outputs, an activation (a name or a
-    (name, parameter) pair, see :func:`parse_activation`), and the dropout
-    rate applied to the layer's *input* during training."""
+    (name, parameter) pair, see :func:`parse_activation`), the dropout rate
+    applied to the layer's *input* during training, the DropConnect rate of
+    its weights (one mask per step; prediction uses the mean weights), and an
+    activity penalty on its output (see :mod:`dropkit.penalties`)."""
 
     units: int
     activation: object = "relu"
     dropout: float = 0.0
+    dropconnect: float = 0.0
+    activity_penalty: object = None
 
     def spec(self, index):
         if not isinstance(self.units, numbers.Integral) or isinstance(self.units, bool) or self.units < 1:
             raise ValueError(f"layers[{index}].units: expected a positive integer, got {self.units!r}")
         act, param = parse_activation(self.activation, f"layers[{index}].activation")
         check_rate(self.dropout, f"layers[{index}].dropout")
+        check_rate(self.dropconnect, f"layers[{index}].dropconnect")
         spec = {"units": int(self.units), "activation": "sigmoid" if act == "logistic" else act,
-                "dropout": float(self.dropout)}
+                "dropout": float(self.dropout), "dropconnect": float(self.dropconnect),
+                "activity": activity_spec(self.activity_penalty, f"layers[{index}].activity_penalty", act)}
         if act == "maxout":
             spec["pieces"] = param
         else:
@@ -87,17 +94,22 @@ class Network:
     """A multilayer perceptron for custom training loops (see the module docstring).
 
     Parameters mirror the estimators: ``solver`` one of sgd, adam, adamw,
-    adagrad, rmsprop; ``l2`` is L2 in the gradient (g += l2 * W) and
-    ``weight_decay`` is decoupled (W -= lr * weight_decay * W), each a float or
-    one value per layer; biases are not penalised unless ``penalize_bias``.
+    adagrad, rmsprop; ``l1`` (a proximal soft-threshold step after each update
+    with ``l1_mode="proximal"``, or l1 * sign(W) in the gradient with
+    ``"subgradient"``), ``l2`` (L2 in the gradient: g += l2 * W),
+    ``weight_decay`` (decoupled: W -= lr * weight_decay * W) and ``max_norm``
+    (each unit's incoming weight vector rescaled to norm <= c after each
+    update), each a float or one value per layer; biases are not penalised
+    unless ``penalize_bias``.
     ``dropout_mode`` is "inverted" (kept units scaled by 1/(1-rate) in
     training) or "standard" (no scaling in training, inputs scaled by the keep
     probability at prediction).
     """
 
     def __init__(self, n_inputs, layers, *, solver="adam", learning_rate=1e-3, momentum=0.9,
-                 nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.99, l2=0.0,
-                 weight_decay=0.0, penalize_bias=False, dropout_mode="inverted", random_state=None):
+                 nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.99, l1=0.0, l2=0.0,
+                 weight_decay=0.0, max_norm=None, l1_mode="proximal", penalize_bias=False,
+                 dropout_mode="inverted", random_state=None):
         if not isinstance(n_inputs, numbers.Integral) or isinstance(n_inputs, bool) or n_inputs < 1:
             raise ValueError(f"n_inputs: expected a positive integer, got {n_inputs!r}")
         layers = [Dense(**l) if isinstance(l, dict) else l for l in layers]
@@ -114,7 +126,8 @@ class Network:
         self._init_weights(rng)
         self.set_optimizer(solver, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
                            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, rho=rho)
-        self.set_penalties(l2=l2, weight_decay=weight_decay, penalize_bias=penalize_bias)
+        self.set_penalties(l1=l1, l2=l2, weight_decay=weight_decay, max_norm=max_norm, l1_mode=l1_mode,
+                           penalize_bias=penalize_bias)
 
     # ------------------------------------------------------------------ setup
 
@@ -145,12 +158,19 @@ class Network:
         self._core.set_optimizer(solver, float(learning_rate), float(momentum) if solver == "sgd" else 0.0,
                                  bool(nesterov), float(beta_1), float(beta_2), float(epsilon), float(rho))
 
-    def set_penalties(self, *, l2=0.0, weight_decay=0.0, penalize_bias=False):
-        """Set L2 in the gradient and decoupled weight decay, each a float or one per layer."""
-        self._penalties = dict(l2=per_layer(l2, len(self.layers), "l2"),
-                               weight_decay=per_layer(weight_decay, len(self.layers), "weight_decay"),
-                               penalize_bias=bool(penalize_bias))
-        self._core.set_penalties(self._penalties["l2"], self._penalties["weight_decay"], bool(penalize_bias))
+    def set_penalties(self, *, l1=0.0, l2=0.0, weight_decay=0.0, max_norm=None, l1_mode="proximal",
+                      penalize_bias=False):
+        """Set the weight penalties (see the class docstring), each a float or one per layer."""
+        if l1_mode not in ("proximal", "subgradient"):
+            raise ValueError(f"l1_mode: expected 'proximal' or 'subgradient', got {l1_mode!r}")
+        n = len(self.layers)
+        norms = per_layer(0.0 if max_norm is None else max_norm, n, "max_norm", allow_none=True)
+        self._penalties = dict(l1=per_layer(l1, n, "l1"), l2=per_layer(l2, n, "l2"),
+                               weight_decay=per_layer(weight_decay, n, "weight_decay"), max_norm=norms,
+                               l1_mode=l1_mode, penalize_bias=bool(penalize_bias))
+        p = self._penalties
+        self._core.set_penalties(p["l1"], p["l2"], p["weight_decay"], p["max_norm"], l1_mode == "proximal",
+                                 p["penalize_bias"])
 
     @property
     def learning_rate(self):
@@ -225,14 +245,25 @@ class Network:
         self._core.step_optimizer()
 
     def penalty_value(self):
-        """The current weight-penalty term of the objective: sum of (l2/2) |W|^2."""
+        """The current weight-penalty term of the objective: the sum over layers
+        of l1 |W|_1 + (l2/2) |W|^2 (with the biases if penalize_bias)."""
         return self._core.penalty_value()
 
-    def predict(self, X, link=None):
-        """Outputs for X in blocks, without dropout. ``link`` may be
-        'softmax_ce' (softmax), 'binary_ce' (sigmoid) or None (raw outputs)."""
+    def predict(self, X, link=None, *, mc_samples=None, random_state=None):
+        """Outputs for X in blocks. ``link`` may be 'softmax_ce' (softmax),
+        'binary_ce' (sigmoid) or None (raw outputs).
+
+        Without ``mc_samples`` dropout and DropConnect are off (the
+        weight-scaling rule); with ``mc_samples=K`` the result is the mean of K
+        passes with both on, masks drawn from ``random_state`` (Monte Carlo
+        dropout, the ensemble view)."""
         X = as_float32_matrix(X, "X", n_features=self.n_inputs)
-        return self._core.predict(X, link)
+        if mc_samples is None:
+            return self._core.predict(X, link)
+        if isinstance(mc_samples, bool) or not isinstance(mc_samples, numbers.Integral) or mc_samples < 1:
+            raise ValueError(f"mc_samples: expected a positive integer, got {mc_samples!r}")
+        seed = int(np.random.default_rng(random_state).integers(0, 2**63 - 1))
+        return self._core.predict(X, link, int(mc_samples), seed)
 
     def train_epoch(self, X, Y, *, loss, batch_size=32, shuffle=True, epoch=0, sample_weight=None):
         """One epoch of minibatch training in C++ with the GIL released.
@@ -256,7 +287,10 @@ class Network:
         as JSON-ready values and named float32 arrays."""
         config = {
             "n_inputs": self.n_inputs,
-            "layers": [asdict(l) for l in self.layers],
+            "layers": [dict(units=l.units, activation=l.activation, dropout=l.dropout, dropconnect=l.dropconnect,
+                            activity_penalty=activity_spec(l.activity_penalty, "activity_penalty",
+                                                           parse_activation(l.activation)[0]))
+                       for l in self.layers],
             "solver": self.solver,
             "optimizer": dict(self._opt),
             "penalties": dict(self._penalties),
@@ -273,7 +307,8 @@ class Network:
     @classmethod
     def from_state(cls, config, arrays):
         layers = [Dense(l["units"], tuple(l["activation"]) if isinstance(l["activation"], list) else l["activation"],
-                        l["dropout"]) for l in config["layers"]]
+                        l["dropout"], l.get("dropconnect", 0.0), penalty_from_spec(l.get("activity_penalty")))
+                  for l in config["layers"]]
         opt = config["optimizer"]
         net = cls(config["n_inputs"], layers, solver=config["solver"], learning_rate=opt["learning_rate"],
                   momentum=opt["momentum"], nesterov=opt["nesterov"], beta_1=opt["beta_1"], beta_2=opt["beta_2"],
@@ -301,8 +336,9 @@ class Network:
         return f"Network({shape}, solver={self.solver!r})"
 
 
-def per_layer(value, n_layers, name):
-    """A float for every layer, or a sequence with one non-negative value per layer."""
+def per_layer(value, n_layers, name, allow_none=False):
+    """A float for every layer, or a sequence with one non-negative value per
+    layer (None entries read as 0 when allow_none)."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         values = [value] * n_layers
     else:
@@ -312,6 +348,8 @@ def per_layer(value, n_layers, name):
             raise ValueError(f"{name}: expected a number or one value per layer, got {value!r}") from None
         if len(values) != n_layers:
             raise ValueError(f"{name}: expected {n_layers} values (one per layer), got {len(values)}")
+    if allow_none:
+        values = [0.0 if v is None else v for v in values]
     for v in values:
         check_nonneg(v, name)
     return [float(v) for v in values]
