@@ -558,7 +558,7 @@ def test_loss_stable_at_large_logits(isa, kind):
         assert total == pytest.approx(2e4 + 0.0 + 2e4)
 
 
-def test_loss_without_gradient_value_is_the_same(isa):
+def test_loss_value_does_not_depend_on_grad_scale(isa):
     rng = np.random.default_rng(3)
     z = rng.standard_normal((9, 5)).astype(np.float32)
     y = targets("softmax_ce", rng, (9, 5))
@@ -691,7 +691,7 @@ def test_optimizer_step(isa, config, n):
         # float32 state against float64: a few roundings per step, compounding
         # mildly over five steps
         assert_within(w, ref.w, atol=1e-6, rtol=1e-6, what=f"{config} w at t={t}")
-        if args["kind"] == "sgd" and args.get("momentum", 0) > 0 or args["kind"] in ("adam", "adamw"):
+        if (args["kind"] == "sgd" and args.get("momentum", 0) > 0) or args["kind"] in ("adam", "adamw"):
             assert_within(m, ref.m, atol=1e-6, rtol=1e-6, what=f"{config} m at t={t}")
         if args["kind"] in ("adagrad", "rmsprop", "adam", "adamw"):
             assert_within(v, ref.v, atol=1e-7, rtol=1e-6, what=f"{config} v at t={t}")
@@ -830,8 +830,7 @@ def _kernel_calls():
         "dense_forward": lambda: _core.dense_forward(x, w, s, "elu", 1.0),
         "activation_forward": lambda: _core.activation_forward(x, "tanh"),
         "activation_backward": lambda: _core.activation_backward(x, x, x, "prelu", 0.0, np.ones(17, np.float32)),
-        "maxout": lambda: _core.maxout_backward(*_core.maxout_forward(x[:, :16], 4)[:1],
-                                                _core.maxout_forward(x[:, :16], 4)[1], 4),
+        "maxout": lambda: _core.maxout_backward(x[:, :4], _core.maxout_forward(x[:, :16], 4)[1], 4),
         "dropout_apply": lambda: _core.dropout_apply(x, 0.5, 2.0, seed=1),
         "dropout_mask": lambda: _core.dropout_mask(17, 0.5, 2.0, seed=1),
         "loss": lambda: _core.loss(z5, y, None, "softmax_ce", 1.0),
