@@ -130,7 +130,7 @@ def gemm_bound(a, b, k, alpha):
 
 
 GEMM_SIZES = [(1, 1, 1), (7, 17, 15), (16, 1, 1023), (1, 1023, 7), (33, 1023, 16),
-              (130, 65, 17), (17, 16, 300), (150, 530, 300)]
+              (130, 65, 17), (17, 16, 300), (150, 530, 300), (5, 2100, 9)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
@@ -178,7 +178,10 @@ def test_gemm_rejects_mismatched_inner_dimensions():
 # ----------------------------------------------------------------------------
 # dense_forward: GEMM with bias and activation fused into the epilogue
 
-DENSE_SIZES = [(1, 1, 1), (7, 15, 17), (5, 1023, 16), (33, 17, 1023), (130, 200, 65)]
+# (B, IN, OUT): the last two cross the column block of packed B (the epilogue
+# then offsets bias and prelu slopes) and split rows over threads
+DENSE_SIZES = [(1, 1, 1), (7, 15, 17), (5, 1023, 16), (33, 17, 1023), (130, 200, 65),
+               (3, 20, 2100), (290, 300, 70)]
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
