@@ -227,6 +227,7 @@ FloatOut dropout_mask(int64_t n, double rate, double scale, uint64_t seed, uint3
   float* mp = mask.mutable_data();
   {
     py::gil_scoped_release nogil;
+    DenormalGuard denormals;
     kernels().dropout_mask(mp, n, drop_threshold(rate), (float)scale, rng_key(seed, stream, step));
   }
   return mask;
@@ -241,6 +242,7 @@ FloatOut dropout_apply(FloatIn x, double rate, double scale, uint64_t seed, uint
   int64_t n = x.size();
   {
     py::gil_scoped_release nogil;
+    DenormalGuard denormals;
     kernels().dropout_apply(op, xp, n, drop_threshold(rate), (float)scale, rng_key(seed, stream, step));
   }
   return out;
@@ -277,6 +279,7 @@ py::tuple loss(FloatIn z, FloatIn y, py::object sw, const std::string& kind, flo
   double total;
   {
     py::gil_scoped_release nogil;
+    DenormalGuard denormals;
     total = kernels().loss(dzp, zp, yp, w, B, C, k, grad_scale);
   }
   return py::make_tuple(total, dz);
@@ -291,6 +294,7 @@ FloatOut output_link(FloatIn z, const std::string& kind) {
   float* op = out.mutable_data();
   {
     py::gil_scoped_release nogil;
+    DenormalGuard denormals;
     kernels().output_link(op, zp, B, C, k);
   }
   return out;

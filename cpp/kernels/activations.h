@@ -25,7 +25,8 @@ static inline void act_forward_row(float* __restrict a, const float* __restrict 
       for (int64_t j = 0; j < n; j++) a[j] = 2.0f * sigmoid_approx(2.0f * z[j]) - 1.0f;
       break;
     case Act::relu:
-      for (int64_t j = 0; j < n; j++) a[j] = z[j] > 0.0f ? z[j] : 0.0f;
+      // !(z <= 0) rather than z > 0: a NaN stays NaN instead of becoming 0
+      for (int64_t j = 0; j < n; j++) a[j] = !(z[j] <= 0.0f) ? z[j] : 0.0f;
       break;
     case Act::leaky_relu: {
       const float s = p.param;
@@ -100,14 +101,15 @@ static void act_backward(float* dz, float* dslope, const float* da, const float*
 }
 
 // z is (B, U*k): unit u owns columns u*k .. u*k+k-1; a and argmax are (B, U).
-// Ties go to the first piece.
+// Ties go to the first piece; a NaN piece wins (the first one), so that a
+// diverged unit shows as NaN like numpy's max rather than being skipped.
 static void maxout_forward(float* a, int32_t* argmax, const float* z, int64_t B, int64_t U, int k) {
   for (int64_t b = 0; b < B; b++) {
     for (int64_t u = 0; u < U; u++) {
       const float* z_bu = z + (b * U + u) * k;
       int best = 0;
       for (int i = 1; i < k; i++)
-        if (z_bu[i] > z_bu[best]) best = i;
+        if (!(z_bu[i] <= z_bu[best]) && z_bu[best] == z_bu[best]) best = i;
       a[b * U + u] = z_bu[best];
       argmax[b * U + u] = best;
     }

@@ -42,8 +42,11 @@ static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 // calling it vectorise (Cephes expf: range reduction by ln 2, degree-6
 // polynomial, exponent by integer add). Relative error about 2e-7; inputs are
 // clamped to [-87.3, 88.3], so the result is never subnormal or infinite.
+// The clamp is written so that a NaN passes through it (every comparison with
+// NaN is false) and comes out NaN, as from std::exp.
 static inline float exp_approx(float x) {
-  x = fminf_(fmaxf_(x, -87.3f), 88.3f);
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.3f ? 88.3f : x;
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   float t = x * 1.44269504088896341f + shifter;
   float n = t - shifter;
