@@ -20,90 +20,79 @@
 namespace dropkit {
 namespace DK_ISA {
 
+// sign(w) max(|w| - t, 0); a NaN stays NaN so that divergence is seen.
 static inline float soft_threshold(float w, float t) {
-  return w > t ? w - t : (w < -t ? w + t : 0.0f);
+  return w > t ? w - t : (w < -t ? w + t : (w != w ? w : 0.0f));
 }
 
 static inline float sign_of(float w) { return w > 0.0f ? 1.0f : (w < 0.0f ? -1.0f : 0.0f); }
 
-// Calls update(i) -> (new w, step size) for every element of the (rows, cols)
-// segment, then applies the proximal step and collects the column norms.
-template <typename Update>
-static inline void fused_pass(float* __restrict w, int64_t rows, int64_t cols, const OptParams& p,
-                              float* __restrict col_sq, Update update) {
-  const float l1 = p.l1_proximal ? p.l1 : 0.0f;
-  for (int64_t r = 0; r < rows; r++) {
-    float* __restrict w_r = w + r * cols;
-    for (int64_t j = 0; j < cols; j++) {
-      float step_size;
-      float wi = update(r * cols + j, step_size);
-      if (l1 != 0.0f) wi = soft_threshold(wi, l1 * step_size);
-      w_r[j] = wi;
-      if (col_sq) col_sq[j] += wi * wi;
-    }
-  }
-}
-
+// One loop per optimizer, each over rows and then contiguous columns, so that
+// the inner loop vectorises (no branches, no aliasing between the buffers).
+// The soft threshold always runs: with t = 0 it returns w unchanged.
 static void optimizer_step(float* __restrict w, const float* __restrict g, float* __restrict m,
                            float* __restrict v, int64_t rows, int64_t cols, OptParams p,
                            float* __restrict col_sq) {
   const float decay = 1.0f - p.lr * p.weight_decay;
-  const float l2 = p.l2, lr = p.lr;
+  const float l2 = p.l2, lr = p.lr, eps = p.eps;
   const float l1_sub = p.l1_proximal ? 0.0f : p.l1;
-  auto grad = [&](int64_t i) { return g[i] + l2 * w[i] + l1_sub * sign_of(w[i]); };
-  switch (p.kind) {
-    case Optimizer::sgd:
-      if (p.momentum == 0.0f) {
-        fused_pass(w, rows, cols, p, col_sq, [&](int64_t i, float& step) {
-          step = lr;
-          return w[i] * decay - lr * grad(i);
-        });
-      } else {
-        const float mu = p.momentum;
-        const float nest = p.nesterov ? 1.0f : 0.0f;
-        fused_pass(w, rows, cols, p, col_sq, [&](int64_t i, float& step) {
-          float gi = grad(i);
-          float mi = mu * m[i] + gi;
-          m[i] = mi;
-          step = lr;
-          // nesterov: g + mu m; classical: m
-          return w[i] * decay - lr * (nest * (gi + mu * mi) + (1.0f - nest) * mi);
-        });
+  const float l1_prox = p.l1_proximal ? p.l1 : 0.0f;
+  const float mu = p.momentum, nest = p.nesterov ? 1.0f : 0.0f;
+  const float b1 = p.beta1, b2 = p.beta2, rho = p.rho;
+  const float inv_bc1 = 1.0f / p.bias_correction1;
+  const float inv_sqrt_bc2 = 1.0f / __builtin_sqrtf(p.bias_correction2);
+  for (int64_t r = 0; r < rows; r++) {
+    float* __restrict w_r = w + r * cols;
+    const float* __restrict g_r = g + r * cols;
+    float* __restrict m_r = m ? m + r * cols : nullptr;
+    float* __restrict v_r = v ? v + r * cols : nullptr;
+    switch (p.kind) {
+      case Optimizer::sgd:
+        if (mu == 0.0f) {
+          for (int64_t j = 0; j < cols; j++) {
+            float gi = g_r[j] + l2 * w_r[j] + l1_sub * sign_of(w_r[j]);
+            w_r[j] = soft_threshold(w_r[j] * decay - lr * gi, lr * l1_prox);
+          }
+        } else {
+          for (int64_t j = 0; j < cols; j++) {
+            float gi = g_r[j] + l2 * w_r[j] + l1_sub * sign_of(w_r[j]);
+            float mi = mu * m_r[j] + gi;
+            m_r[j] = mi;
+            // nesterov: g + mu m; classical: m
+            float update = nest * (gi + mu * mi) + (1.0f - nest) * mi;
+            w_r[j] = soft_threshold(w_r[j] * decay - lr * update, lr * l1_prox);
+          }
+        }
+        break;
+      case Optimizer::adagrad:
+      case Optimizer::rmsprop: {
+        // adagrad sums the squares; rmsprop keeps their moving average
+        const float keep = p.kind == Optimizer::adagrad ? 1.0f : rho;
+        const float add = p.kind == Optimizer::adagrad ? 1.0f : 1.0f - rho;
+        for (int64_t j = 0; j < cols; j++) {
+          float gi = g_r[j] + l2 * w_r[j] + l1_sub * sign_of(w_r[j]);
+          float vi = keep * v_r[j] + add * gi * gi;
+          v_r[j] = vi;
+          float step = lr / (__builtin_sqrtf(vi) + eps);
+          w_r[j] = soft_threshold(w_r[j] * decay - step * gi, step * l1_prox);
+        }
+        break;
       }
-      break;
-    case Optimizer::adagrad:
-      fused_pass(w, rows, cols, p, col_sq, [&](int64_t i, float& step) {
-        float gi = grad(i);
-        float vi = v[i] + gi * gi;
-        v[i] = vi;
-        step = lr / (__builtin_sqrtf(vi) + p.eps);
-        return w[i] * decay - step * gi;
-      });
-      break;
-    case Optimizer::rmsprop:
-      fused_pass(w, rows, cols, p, col_sq, [&](int64_t i, float& step) {
-        float gi = grad(i);
-        float vi = p.rho * v[i] + (1.0f - p.rho) * gi * gi;
-        v[i] = vi;
-        step = lr / (__builtin_sqrtf(vi) + p.eps);
-        return w[i] * decay - step * gi;
-      });
-      break;
-    case Optimizer::adam: {
-      const float b1 = p.beta1, b2 = p.beta2;
-      const float inv_bc1 = 1.0f / p.bias_correction1;
-      const float inv_sqrt_bc2 = 1.0f / __builtin_sqrtf(p.bias_correction2);
-      fused_pass(w, rows, cols, p, col_sq, [&](int64_t i, float& step) {
-        float gi = grad(i);
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        step = lr / (__builtin_sqrtf(vi) * inv_sqrt_bc2 + p.eps);
-        return w[i] * decay - step * (mi * inv_bc1);
-      });
-      break;
+      case Optimizer::adam:
+        for (int64_t j = 0; j < cols; j++) {
+          float gi = g_r[j] + l2 * w_r[j] + l1_sub * sign_of(w_r[j]);
+          float mi = b1 * m_r[j] + (1.0f - b1) * gi;
+          float vi = b2 * v_r[j] + (1.0f - b2) * gi * gi;
+          m_r[j] = mi;
+          v_r[j] = vi;
+          float step = lr / (__builtin_sqrtf(vi) * inv_sqrt_bc2 + eps);
+          w_r[j] = soft_threshold(w_r[j] * decay - step * (mi * inv_bc1), step * l1_prox);
+        }
+        break;
     }
+    // max-norm's column norms, while the row is still in L1
+    if (col_sq)
+      for (int64_t j = 0; j < cols; j++) col_sq[j] += w_r[j] * w_r[j];
   }
 }
 

@@ -6,6 +6,9 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#if DK_VEC_WIDTH > 1
+#include <immintrin.h>  // static inline intrinsics only: safe in every ISA unit
+#endif
 
 #ifndef DK_VEC_WIDTH
 #error "DK_VEC_WIDTH must be set by the build"
@@ -25,10 +28,18 @@ typedef float vf __attribute__((vector_size(4 * DK_VEC_WIDTH)));
 typedef float vf_unaligned __attribute__((vector_size(4 * DK_VEC_WIDTH), aligned(4), may_alias));
 static inline vf vload(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
 static inline void vstore(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
+// The intrinsic, not a loop filling lanes: GCC turns that loop into a chain
+// of inserts that spills the GEMM's accumulators.
 static inline vf vbroadcast(float s) {
+#if DK_VEC_WIDTH == 16
+  return (vf)_mm512_set1_ps(s);
+#elif DK_VEC_WIDTH == 8
+  return (vf)_mm256_set1_ps(s);
+#else
   vf v;
-  for (int i = 0; i < DK_VEC_WIDTH; i++) v[i] = s;  // compiles to one broadcast
+  for (int i = 0; i < DK_VEC_WIDTH; i++) v[i] = s;
   return v;
+#endif
 }
 #endif
 

@@ -8,7 +8,7 @@ this CPU at import (see :func:`simd_backend`).
 import os as _os
 import warnings as _warnings
 
-from . import _core
+from . import _core, functional
 from .estimators import DivergenceError, MLPClassifier, MLPRegressor
 from .network import Dense, Network
 from .penalties import ActivityL1, KLSparsity, StudentT
