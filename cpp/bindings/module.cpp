@@ -648,6 +648,10 @@ PYBIND11_MODULE(_core, m) {
         }
         return py::make_tuple(mean_abs, active);
       }, py::arg("X"), py::arg("threshold"))
+      .def_property_readonly("last_activity", [](const Network& n) {
+        // each layer's activity penalty on the last training-mode forward pass
+        return n.train_ws.activity;
+      })
       .def("last_batch_stats", [](const Network& n, float threshold) {
         // mean |h| and active fraction per hidden layer on the last training batch
         size_t hidden = n.layers().size() - 1;

@@ -36,6 +36,9 @@ __all__ = [
     "softmax_cross_entropy",
     "binary_cross_entropy",
     "squared_error",
+    "norm",
+    "penalty_value",
+    "activity_penalty",
 ]
 
 ACTIVATIONS = ("identity", "sigmoid", "logistic", "tanh", "relu", "leaky_relu", "prelu", "elu")
@@ -398,3 +401,41 @@ def squared_error(z, y, sample_weight=None):
     z, rows, w = _loss_inputs(z, sample_weight, allow_1d=True)
     y_rows = _targets_like(y, rows.shape, z.shape)
     return _mean_loss("squared", z, rows, y_rows, w)
+
+
+# ----------------------------------------------------------------------------
+# norms and penalties
+
+
+def norm(x, ord=2):
+    """The L1 (``ord=1``: sum |x|) or L2 (``ord=2``: sqrt(sum x^2)) norm of
+    all entries of x, accumulated in float64."""
+    if ord not in (1, 2) or isinstance(ord, bool):
+        raise ValueError(f"ord: expected 1 or 2, got {ord!r}")
+    x = _array(x, "x")
+    return float(_core.sum_abs(x)) if ord == 1 else float(np.sqrt(_core.sum_squares(x)))
+
+
+def penalty_value(model):
+    """A model's current weight-penalty term: the sum over layers of
+    l1 |W|_1 + (l2/2) |W|^2 (biases included with penalize_bias). ``model`` is
+    a :class:`dropkit.Network` or a fitted estimator."""
+    net = getattr(model, "_network", model)
+    if not hasattr(net, "penalty_value") or not hasattr(net, "_core"):
+        raise TypeError(f"model: expected a dropkit.Network or a fitted dropkit estimator, got {type(model).__name__}")
+    return float(net.penalty_value())
+
+
+def activity_penalty(h, penalty):
+    """(value, dvalue/dh) of an activity penalty (``dropkit.ActivityL1``,
+    ``KLSparsity`` or ``StudentT``) on hidden outputs h (B, N), averaged over
+    the B rows as in training."""
+    from .penalties import ACTIVITY_PENALTIES
+    if not isinstance(penalty, ACTIVITY_PENALTIES):
+        raise TypeError(f"penalty: expected ActivityL1, KLSparsity or StudentT, got {type(penalty).__name__}")
+    spec = penalty.spec()
+    h = _array(h, "h", ndim=2, finite=True)
+    if h.shape[0] == 0:
+        raise ValueError("h: needs at least one row")
+    value, grad = _core.activity_penalty(h, spec["kind"], spec["alpha"], spec.get("rho", 0.0))
+    return float(value), grad

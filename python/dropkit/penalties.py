@@ -60,10 +60,11 @@ def activity_spec(penalty, name, activation):
     if not isinstance(penalty, ACTIVITY_PENALTIES):
         raise TypeError(f"{name}: expected dropkit.ActivityL1, KLSparsity, StudentT or None, "
                         f"got {type(penalty).__name__}")
+    spec = penalty.spec()
     if isinstance(penalty, KLSparsity) and activation != "logistic":
         raise ValueError(f"{name}: KLSparsity needs outputs in (0, 1) and the layer's activation is "
                          f"{activation!r}; use activation='logistic'")
-    return penalty.spec()
+    return spec
 
 
 def penalty_from_spec(spec):
