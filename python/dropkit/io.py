@@ -420,6 +420,7 @@ def _param_count(config):
 def _check_fitted_state(est, meta):
     from .estimators import MLPClassifier
     net = est._network
+    est._validate_hyperparameters()
     if est.n_features_in_ != net.n_inputs:
         raise ValueError(f"n_features_in_ is {est.n_features_in_} but the network has {net.n_inputs} inputs")
     names = getattr(est, "feature_names_in_", None)
