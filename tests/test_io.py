@@ -76,6 +76,7 @@ def classifier_cases():
         "binary-bool": (X, X[:, 0] > 0),
         "binary-strings": (X, np.where(X[:, 1] > 0, "spam", "ham")),
         "multiclass-strings": (X, words[rng.integers(0, 4, len(X))]),
+        "multiclass-unicode": (X, np.array(["café", "naïve", "日本", "Ωmega"])[rng.integers(0, 4, len(X))]),
         "multiclass-object-strings": (X, words[rng.integers(0, 4, len(X))].astype(object)),
         "multiclass-floats": (X, rng.integers(1, 4, len(X)) * 1.0),
         "multiclass-negative-ints": (X, rng.integers(-3, 0, len(X))),
@@ -562,6 +563,18 @@ def test_object_arrays_are_checked_on_load(tmp_path):
     header["meta"]["attributes"]["feature_names_in_"]["__ndarray__"]["values"][0] = {"a": 1}
     write_parts(tmp_path / "bad.dkm", header, data)
     load_fails(tmp_path / "bad.dkm", "str, int, float or bool")
+
+
+def test_string_labels_wider_than_their_dtype_are_refused(tmp_path):
+    X, rng = blobs()
+    path = tmp_path / "s.dkm"
+    MLPClassifier((4,), max_iter=1, random_state=0).fit(X, np.where(X[:, 0] > 0, "yes", "no")).save(path)
+    header, data = read_parts(path)
+    spec = header["meta"]["attributes"]["classes_"]["__ndarray__"]
+    assert spec["dtype"] == "<U3"
+    spec["values"][0] = "nope"
+    write_parts(tmp_path / "bad.dkm", header, data)
+    load_fails(tmp_path / "bad.dkm", "too narrow")
 
 
 def test_a_regressor_header_for_a_classifier_body(saved, tmp_path):

@@ -114,7 +114,7 @@ def _write_file(path, header, arrays):
     text += b" " * (-(_PREAMBLE + len(text)) % _ALIGN)
 
     directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(directory, f".{base[:200]}.{secrets.token_hex(6)}.tmp")
     # O_EXCL: never follow or reuse someone else's file; mode 0o666 lets the umask decide, as open() would
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
@@ -134,6 +134,7 @@ def _write_file(path, header, arrays):
 
 
 def _write_array(f, blob):
+    # one function, so that the tests can make a write fail half-way (a full disk)
     f.write(blob)
 
 
@@ -359,6 +360,8 @@ def _array_from_json(spec, where, header_bytes):
         raise ValueError(f"{where}: values do not fit dtype {dtype} ({exc})") from None
     if list(arr.shape) != shape:
         raise ValueError(f"{where}: values of shape {list(arr.shape)} do not match the recorded shape {shape}")
+    if dtype.kind == "U" and arr.tolist() != values:
+        raise ValueError(f"{where}: dtype {dtype} is too narrow for its strings")
     return arr
 
 
