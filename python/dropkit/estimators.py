@@ -418,7 +418,7 @@ class _BaseMLP(BaseEstimator):
 
 def _is_activation_pair(value):
     # ("maxout", 3) is one activation; ["relu", ("maxout", 3)] is one per hidden layer
-    return len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], numbers.Number)
+    return len(value) == 2 and isinstance(value[0], str) and (value[1] is None or isinstance(value[1], numbers.Number))
 
 
 def _to_float32(X, name):
