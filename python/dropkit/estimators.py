@@ -431,10 +431,53 @@ class _BaseMLP(BaseEstimator):
         from .io import save
         save(self, path)
 
+    # The fitted attributes beside the network that predict and partial_fit read.
+    _STATE_ATTRIBUTES = ("n_features_in_", "feature_names_in_", "classes_", "out_activation_", "_y_ndim", "n_iter_",
+                         "t_", "loss_", "loss_curve_", "history_", "best_loss_", "validation_scores_",
+                         "best_validation_score_", "_epochs_done", "_no_improvement_count")
+
+    def _get_state(self):
+        """(meta, arrays) for dropkit.io: everything a fitted estimator needs to
+        predict and to continue with partial_fit. meta holds plain values and
+        small numpy arrays (labels, feature names); arrays the network's
+        buffers. A random_state that is a generator object is stored as None."""
+        check_is_fitted(self)
+        params = self.get_params(deep=False)
+        if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
+            params["random_state"] = None
+        config, arrays = self._network.state()
+        meta = {"params": params, "network": config, "loss": self._loss,
+                "attributes": {k: getattr(self, k) for k in self._STATE_ATTRIBUTES if k in self.__dict__}}
+        if hasattr(self, "_binarizer"):
+            meta["binarizer"] = {"y_type": self._binarizer.y_type_, "sparse_input": self._binarizer.sparse_input_}
+        return meta, arrays
+
+    def _set_state(self, meta, arrays):
+        """Restore, on a new estimator, what :meth:`_get_state` captured."""
+        self.set_params(**meta["params"])
+        network = Network.from_state(meta["network"], arrays)
+        unknown = set(meta["attributes"]) - set(self._STATE_ATTRIBUTES)
+        if unknown:
+            raise ValueError(f"unknown fitted attributes {sorted(unknown)}")
+        for key, value in meta["attributes"].items():
+            setattr(self, key, value)
+        if hasattr(self, "history_"):
+            # figures that files from earlier versions did not record read as None
+            for key in HISTORY_KEYS:
+                self.history_.setdefault(key, [None] * len(self.history_.get("loss", [])))
+        if "binarizer" in meta:
+            self._binarizer = LabelBinarizer()
+            self._binarizer.classes_ = self.classes_
+            self._binarizer.y_type_ = meta["binarizer"]["y_type"]
+            self._binarizer.sparse_input_ = meta["binarizer"]["sparse_input"]
+        if type(self)._loss is None:
+            self._loss = meta["loss"]
+        self._network = network
+
 
 def _is_activation_pair(value):
-    """("leaky_relu", 0.2) is one activation; ["relu", "tanh"] is one per layer."""
-    return len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], numbers.Real)
+    """("maxout", 3) is one activation; ["relu", ("maxout", 3)] is one per hidden layer."""
+    return len(value) == 2 and isinstance(value[0], str) and (value[1] is None or isinstance(value[1], numbers.Number))
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
