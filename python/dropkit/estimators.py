@@ -74,7 +74,8 @@ class _BaseMLP(BaseEstimator):
                  momentum=0.9, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.99,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, dropout=0.0,
                  input_dropout=0.0, dropout_mode="inverted", dropconnect=0.0, l1=0.0, l1_mode="proximal", l2=0.0,
-                 weight_decay=None, max_norm=None, penalize_bias=False, activity_penalty=None, n_threads=None):
+                 weight_decay=None, max_norm=None, penalize_bias=False, activity_penalty=None, n_threads=None,
+                 callbacks=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -111,6 +112,7 @@ class _BaseMLP(BaseEstimator):
         self.penalize_bias = penalize_bias
         self.activity_penalty = activity_penalty
         self.n_threads = n_threads
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------ parameters
 
@@ -173,6 +175,9 @@ class _BaseMLP(BaseEstimator):
             check_nonneg(self.max_norm, "max_norm", strict=True)
         if self.n_threads is not None:
             check_int(self.n_threads, "n_threads")
+        callbacks = [self.callbacks] if callable(self.callbacks) else self.callbacks
+        if callbacks is not None and not (isinstance(callbacks, (list, tuple)) and all(map(callable, callbacks))):
+            raise TypeError("callbacks: expected a callable or a list of callables f(model, info)")
 
     def _layers(self, n_outputs):
         sizes = self._hidden_sizes()
@@ -295,11 +300,14 @@ class _BaseMLP(BaseEstimator):
                     schedule.observe(self.history_["val_loss"][-1] if self.early_stopping else loss)
                     if self.verbose:
                         self._report()
-                    if self._check_converged():
+                    converged = self._check_converged()
+                    if self._callbacks_stop() or converged:
                         converged = True
                         break
-            except KeyboardInterrupt:
-                # The engine stops between steps, so the weights are whole: the
+            except BaseException:
+                # Ctrl-C, divergence or a callback's exception: the engine stops
+                # between steps and an epoch's bookkeeping is done before any
+                # callback runs, so the weights and figures are whole: the
                 # model predicts and can continue with partial_fit.
                 self._finish(early_stop=False)
                 raise
@@ -352,16 +360,31 @@ class _BaseMLP(BaseEstimator):
                 self._best_params = self._network.params.copy()
         else:
             loss = self.loss_curve_[-1]
-            if loss > self.best_loss_ - self.tol:
+            best = np.inf if self.best_loss_ is None else self.best_loss_  # None after early stopping
+            if loss > best - self.tol:
                 self._no_improvement_count += 1
             else:
                 self._no_improvement_count = 0
-            self.best_loss_ = min(self.best_loss_, loss)
+            self.best_loss_ = min(best, loss)
         if self._no_improvement_count > self.n_iter_no_change:
             if self.verbose:
                 print(f"No improvement for {self.n_iter_no_change} epochs; stopping.")
             return True
         return False
+
+    def _callbacks_stop(self):
+        """Call each callback with (model, the epoch's figures); True from any stops training."""
+        callbacks = self.callbacks
+        if callbacks is None:
+            return False
+        if callable(callbacks):
+            callbacks = [callbacks]
+        info = {key: values[-1] for key, values in self.history_.items()}
+        info["epoch"] = self.n_iter_
+        stop = False
+        for callback in callbacks:
+            stop |= bool(callback(self, info))
+        return stop
 
     def _finish(self, early_stop):
         if early_stop and hasattr(self, "_best_params"):
@@ -440,11 +463,13 @@ class _BaseMLP(BaseEstimator):
         """(meta, arrays) for dropkit.io: everything a fitted estimator needs to
         predict and to continue with partial_fit. meta holds plain values and
         small numpy arrays (labels, feature names); arrays the network's
-        buffers. A random_state that is a generator object is stored as None."""
+        buffers. A random_state that is a generator object, and callbacks, are
+        stored as None."""
         check_is_fitted(self)
         params = self.get_params(deep=False)
         if not (params["random_state"] is None or isinstance(params["random_state"], numbers.Integral)):
             params["random_state"] = None
+        params["callbacks"] = None  # code is never stored in a model file
         config, arrays = self._network.state()
         meta = {"params": params, "network": config, "loss": self._loss,
                 "attributes": {k: getattr(self, k) for k in self._STATE_ATTRIBUTES if k in self.__dict__}}

@@ -1,0 +1,254 @@
+"""Reliability: callbacks that fail, concurrency, forked workers, memory,
+the instruction-set override, and property-based bad input."""
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+
+import dropkit
+from dropkit import MLPClassifier, MLPRegressor, functional as F
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+# ----------------------------------------------------------------------------
+# callbacks
+
+
+def test_callbacks_see_every_epoch_and_can_stop(digits):
+    X, y = digits
+    seen = []
+    clf = MLPClassifier((16,), max_iter=50, random_state=0,
+                        callbacks=lambda model, info: seen.append(info["epoch"]) or info["epoch"] == 4)
+    clf.fit(X, y)
+    assert seen == [1, 2, 3, 4] and clf.n_iter_ == 4
+
+
+def test_a_failing_callback_leaves_a_whole_model(digits):
+    X, y = digits
+
+    def explode(model, info):
+        if info["epoch"] == 3:
+            raise RuntimeError("user code failed")
+
+    clf = MLPClassifier((16,), max_iter=20, early_stopping=True, random_state=0, callbacks=[explode])
+    with pytest.raises(RuntimeError, match="user code failed"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 3 == len(clf.loss_curve_) == len(clf.history_["loss"]) == len(clf.validation_scores_)
+    assert np.isfinite(clf.predict_proba(X)).all()
+    clf.set_params(callbacks=None, early_stopping=False)
+    clf.partial_fit(X, y)
+    assert clf.n_iter_ == 4
+    with pytest.raises(TypeError, match="callbacks"):
+        MLPClassifier(callbacks=[1]).fit(X, y)
+
+
+# ----------------------------------------------------------------------------
+# threads and processes
+
+
+def fit_digits(X, y, seed):
+    return MLPClassifier((32,), dropout=0.2, max_iter=4, random_state=seed).fit(X, y)
+
+
+def test_two_fits_in_two_threads_equal_two_fits_in_a_row(digits):
+    X, y = digits
+    sequential = [fit_digits(X, y, s).coefs_[0].copy() for s in (0, 1)]
+    results = {}
+    threads = [threading.Thread(target=lambda s=s: results.__setitem__(s, fit_digits(X, y, s).coefs_[0].copy()))
+               for s in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in (0, 1):
+        np.testing.assert_array_equal(results[s], sequential[s])
+
+
+def test_many_threads_predict_with_one_model(digits):
+    X, y = digits
+    clf = fit_digits(X, y, 0)
+    expected = clf.predict_proba(X)
+    outputs = [None] * 8
+
+    def work(i):
+        for _ in range(5):
+            outputs[i] = clf.predict_proba(X)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for out in outputs:
+        np.testing.assert_array_equal(out, expected)
+
+
+def _child_work(queue):
+    X, y = load_digits(return_X_y=True)
+    clf = MLPClassifier((64,), max_iter=2, random_state=0).fit(X / 16.0, y)
+    queue.put(float(clf.score(X / 16.0, y)))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_forked_workers_use_the_kernels(digits):
+    X, y = digits
+    fit_digits(X, y, 0)  # the parent's thread pool is running
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_child_work, args=(queue,)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    scores = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    X, y = load_digits(return_X_y=True)
+    expected = MLPClassifier((64,), max_iter=2, random_state=0).fit(X / 16.0, y).score(X / 16.0, y)
+    assert scores == [expected, expected]
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+def test_repeated_fit_and_predict_do_not_grow_memory(digits):
+    X, y = digits
+    X, y = X[:300], y[:300]
+    for _ in range(30):  # warm up allocators and caches
+        MLPClassifier((32,), max_iter=2, random_state=0).fit(X, y).predict_proba(X)
+    before = rss_bytes()
+    for i in range(300):
+        MLPClassifier((32,), dropout=0.1, max_iter=2, random_state=i).fit(X, y).predict_proba(X)
+    growth = rss_bytes() - before
+    assert growth < 20 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over 300 fits"
+
+
+def test_the_isa_can_be_forced_lower_by_environment():
+    code = "import dropkit; print(dropkit.simd_backend())"
+    env = dict(os.environ, DROPKIT_ISA="scalar")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "scalar"
+    env["DROPKIT_ISA"] = "sse9"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == dropkit.available_isas()[0] and "DROPKIT_ISA" in out.stderr
+
+
+# ----------------------------------------------------------------------------
+# property-based bad input
+
+
+DTYPES = [np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_, np.complex64, object, "U3"]
+
+
+@st.composite
+def arrays(draw, max_rows=6, max_cols=5):
+    rows = draw(st.integers(0, max_rows))
+    cols = draw(st.integers(0, max_cols))
+    dtype = draw(st.sampled_from(DTYPES))
+    values = draw(st.lists(st.sampled_from([0.0, 1.0, -2.5, 0.5, 3.0, np.nan, np.inf, 1e300]),
+                           min_size=rows * cols, max_size=rows * cols))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = np.array(values, dtype=np.float64).reshape(rows, cols)
+        if dtype == "U3":
+            arr = base.astype(str).astype("U3")
+        elif dtype == object:
+            arr = base.astype(object)
+        else:
+            arr = base.astype(dtype)
+    layout = draw(st.sampled_from(["c", "f", "strided", "readonly", "list"]))
+    if layout == "f":
+        arr = np.asfortranarray(arr)
+    elif layout == "strided":
+        arr = np.repeat(arr, 2, axis=1)[:, ::2]
+    elif layout == "readonly":
+        arr = arr.copy()
+        arr.setflags(write=False)
+    elif layout == "list":
+        arr = arr.tolist()
+    return arr
+
+
+FIT_NAMES = ("X", "y", "sample", "class", "feature", "float32", "NaN", "infinity", "dtype", "array", "Unknown label",
+             "2D", "complex", "numeric", "could not convert", "string")
+
+
+def check_clean_failure(exc):
+    message = str(exc)
+    assert isinstance(exc, (ValueError, TypeError)), repr(exc)
+    assert any(name.lower() in message.lower() for name in FIT_NAMES), message
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(X=arrays(), labels=st.lists(st.integers(0, 2), min_size=0, max_size=6), regress=st.booleans())
+def test_fit_and_predict_either_work_or_fail_cleanly(X, labels, regress):
+    n = len(X) if isinstance(X, list) else X.shape[0]
+    y = np.array((labels * 3)[:n], dtype=float if regress else int)
+    est = (MLPRegressor if regress else MLPClassifier)((3,), max_iter=2, random_state=0)
+    try:
+        with np.errstate(all="ignore"):
+            est.fit(X, y)
+    except Exception as exc:  # noqa: BLE001 - the assertion is on the type and message
+        check_clean_failure(exc)
+        return
+    out = est.predict(X)
+    assert len(out) == n
+    if not regress:
+        assert set(np.unique(out)) <= set(np.unique(y))
+        assert np.isfinite(est.predict_proba(X)).all()
+    else:
+        assert np.isfinite(out).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(z=arrays(max_rows=4, max_cols=4), name=st.sampled_from(["relu", "tanh", "sigmoid", "elu", "swish", 3]))
+def test_functional_either_works_or_fails_cleanly(z, name):
+    try:
+        out = F.activation(z, name)
+    except (ValueError, TypeError) as exc:
+        assert any(k in str(exc) for k in ("z", "name", "activation")), str(exc)
+        return
+    assert out.shape == np.asarray(z).shape and out.dtype == np.float32
+
+
+@settings(max_examples=40, deadline=None)
+@given(params=st.fixed_dictionaries({}, optional={
+    "dropout": st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0, float("nan"), "x", [0.1, 0.2]]),
+    "l1": st.sampled_from([-1.0, 0.0, 1e-4, float("inf"), None]),
+    "l2": st.sampled_from([-1.0, 0.0, 1e-4, "big"]),
+    "max_norm": st.sampled_from([None, 0.0, -1.0, 3.0]),
+    "batch_size": st.sampled_from([0, 1, 5, "auto", 2.5, -3]),
+    "learning_rate_init": st.sampled_from([0.0, -1.0, 1e-3, float("nan")]),
+    "hidden_layer_sizes": st.sampled_from([(), (3,), (0,), (2, -1), "7", 4]),
+    "activation": st.sampled_from(["relu", "tanh", ("maxout", 2), ("leaky_relu", "x"), "softmax", None]),
+    "solver": st.sampled_from(["adam", "sgd", "lbfgs", None]),
+}))
+def test_hyperparameters_either_work_or_name_themselves(params):
+    X, y = np.random.default_rng(0).random((12, 3)), np.arange(12) % 2
+    try:
+        MLPClassifier(max_iter=2, random_state=0, **params).fit(X, y).predict(X)
+    except (ValueError, TypeError) as exc:
+        assert any(name in str(exc) for name in params), (params, str(exc))
