@@ -237,3 +237,17 @@ def test_pickle_round_trip():
     net.train_epoch(X, Y, loss="softmax_ce", epoch=1)
     clone.train_epoch(X, Y, loss="softmax_ce", epoch=1)
     np.testing.assert_array_equal(clone.params, net.params)
+
+
+def test_backward_does_not_read_the_callers_freed_input():
+    """forward copies its input: backward must not read the caller's array,
+    which may be a temporary freed (and its memory reused) in between."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5, 64))  # float64: forward converts it to a temporary
+    net = Network(64, [Dense(8, "identity")], random_state=0)
+    out = net.forward(X, training=True)
+    junk = [np.full((5, 64), 1e6, np.float32) for _ in range(20)]  # reuse freed memory
+    net.zero_grad()
+    net.backward(np.ones_like(out))
+    np.testing.assert_allclose(net.grads[: 64 * 8].reshape(64, 8), X.T @ np.ones((5, 8)), rtol=1e-5)
+    assert junk

@@ -607,7 +607,9 @@ PYBIND11_MODULE(_core, m) {
         {
           py::gil_scoped_release nogil;
           DenormalGuard denormals;
-          const float* o = n.forward(n.train_ws, xp, B, training, n.seed, n.step);
+          // backward reads the input again: keep a copy that outlives the caller's array
+          n.train_ws.input.assign(xp, xp + B * n.n_inputs());
+          const float* o = n.forward(n.train_ws, n.train_ws.input.data(), B, training, n.seed, n.step);
           std::copy(o, o + B * n.n_outputs(), op);
         }
         return out;

@@ -62,7 +62,7 @@ Network::Network(int64_t n_inputs, std::vector<LayerSpec> layers, DropoutMode mo
 void Network::ensure(Workspace& ws, int64_t B) const {
   size_t L = layers_.size();
   if (ws.x_in.size() != L) {
-    ws = Workspace();
+    ws.batch = 0;  // a workspace of another network: size everything anew
     ws.x_in.resize(L); ws.z.resize(L); ws.a.resize(L); ws.argmax.resize(L);
     ws.dz.resize(L); ws.d_in.resize(L); ws.w_drop.resize(L); ws.col_mean.resize(L); ws.da_pen.resize(L);
     ws.activity.assign(L, 0.0);
