@@ -3,6 +3,7 @@ the instruction-set override, and property-based bad input."""
 import multiprocessing
 import os
 import subprocess
+import tempfile
 import sys
 import threading
 import warnings
@@ -179,8 +180,12 @@ def arrays(draw, max_rows=6, max_cols=5):
             arr = base.astype(object)
         else:
             arr = base.astype(dtype)
-    layout = draw(st.sampled_from(["c", "f", "strided", "readonly", "list"]))
-    if layout == "f":
+    layout = draw(st.sampled_from(["c", "f", "strided", "readonly", "list", "memmap"]))
+    if layout == "memmap" and arr.dtype != object and arr.size:
+        path = os.path.join(tempfile.mkdtemp(), "x.npy")
+        np.save(path, arr)
+        arr = np.load(path, mmap_mode="r")
+    elif layout == "f":
         arr = np.asfortranarray(arr)
     elif layout == "strided":
         arr = np.repeat(arr, 2, axis=1)[:, ::2]
@@ -252,3 +257,28 @@ def test_hyperparameters_either_work_or_name_themselves(params):
         MLPClassifier(max_iter=2, random_state=0, **params).fit(X, y).predict(X)
     except (ValueError, TypeError) as exc:
         assert any(name in str(exc) for name in params), (params, str(exc))
+
+
+def test_pandas_dataframes_work_like_arrays(digits):
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    frame = pd.DataFrame(X, columns=[f"pixel{i}" for i in range(64)])
+    clf = MLPClassifier((16,), max_iter=3, random_state=0).fit(frame, pd.Series(y))
+    assert list(clf.feature_names_in_) == list(frame.columns)
+    np.testing.assert_array_equal(clf.predict(frame), MLPClassifier((16,), max_iter=3, random_state=0).fit(X, y).predict(X))
+    with pytest.raises(ValueError, match="feature names"):
+        clf.predict(frame.rename(columns={"pixel0": "other"}))
+
+
+@pytest.mark.skipif(os.environ.get("DROPKIT_BIG_TESTS") != "1",
+                    reason="needs ~11 GB of memory: set DROPKIT_BIG_TESTS=1")
+def test_inputs_past_2_to_the_31_elements():
+    """Offsets into X are 64-bit: predict on more than 2**31 float32 values."""
+    rng = np.random.default_rng(0)
+    small = rng.random((200, 64)).astype(np.float32)
+    clf = MLPClassifier((16,), max_iter=2, random_state=0).fit(small, np.arange(200) % 3)
+    rows = 2**31 // 64 + 1024
+    X = np.empty((rows, 64), np.float32)
+    X[:] = small[np.arange(rows) % 200]  # each block of 200 rows repeats `small`
+    proba = clf.predict_proba(X)
+    np.testing.assert_array_equal(proba[-200:], proba[:200][(np.arange(rows - 200, rows) % 200)])
