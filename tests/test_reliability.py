@@ -129,6 +129,14 @@ def test_forked_workers_use_the_kernels(digits):
     assert scores == [expected, expected]
 
 
+def test_joblib_workers_in_a_grid_search(digits):
+    from sklearn.model_selection import cross_val_score
+    X, y = digits
+    est = MLPClassifier((16,), max_iter=3, random_state=0)
+    parallel = cross_val_score(est, X, y, cv=2, n_jobs=2)
+    np.testing.assert_array_equal(parallel, cross_val_score(est, X, y, cv=2, n_jobs=1))
+
+
 def rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
