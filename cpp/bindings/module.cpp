@@ -607,6 +607,12 @@ PYBIND11_MODULE(_core, m) {
         {
           py::gil_scoped_release nogil;
           DenormalGuard denormals;
+          if (training) {
+            // backward reads the first layer's input again: keep it, since X
+            // may be a temporary conversion or be overwritten by the caller
+            n.saved_input.assign(xp, xp + B * n.n_inputs());
+            xp = n.saved_input.data();
+          }
           const float* o = n.forward(n.train_ws, xp, B, training, n.seed, n.step);
           std::copy(o, o + B * n.n_outputs(), op);
         }

@@ -82,6 +82,9 @@ class Network {
   std::vector<float> l1, l2, weight_decay, max_norm;  // per layer (max_norm 0: none)
   bool l1_proximal = true;
   bool penalize_bias = false;
+  // A copy of the X of a training forward pass called from outside the epoch
+  // loop: backward reads it again, and the caller's array may be gone by then.
+  std::vector<float> saved_input;
 
   // Forward over a batch X (B, n_in); returns the last layer's output (B, n_out),
   // valid until the workspace is used again. Training draws the masks of
