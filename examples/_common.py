@@ -40,6 +40,15 @@ def digits(n_train=None, random_state=0):
     return X_train, X_test, y_train, y_test
 
 
+def fixed_epochs(n):
+    """Estimator parameters to train exactly n epochs. By default fit also
+    stops after n_iter_no_change (10) epochs in which the training loss did not
+    improve by tol, as scikit-learn does; with dropout the training loss is
+    noisy and that rule stops after a few dozen epochs, long before the
+    network has finished learning."""
+    return dict(max_iter=n, n_iter_no_change=n)
+
+
 # ----------------------------------------------------------------------------
 # numbers and tables
 

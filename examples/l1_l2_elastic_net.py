@@ -12,10 +12,11 @@ import numpy as np
 
 from dropkit import MLPClassifier
 
-from _common import SEEDS, digits, note, percent, print_table, save_figure, spread
+from _common import SEEDS, digits, fixed_epochs, note, percent, print_table, save_figure, spread
 
 EPOCHS = 60
-BASE = dict(hidden_layer_sizes=(128,), solver="adam", learning_rate_init=1e-3, batch_size=32, max_iter=EPOCHS)
+BASE = dict(hidden_layer_sizes=(128,), solver="adam", learning_rate_init=1e-3, batch_size=32,
+            **fixed_epochs(EPOCHS))
 PENALTIES = [
     ("none", {}),
     ("L2 (l2=1e-2)", dict(l2=1e-2)),
