@@ -61,6 +61,13 @@ def spread(values, digits=3):
     return f"{values.mean():.{digits}f} ({values.min():.{digits}f}-{values.max():.{digits}f})"
 
 
+def cross_entropy(y, proba, classes):
+    """Mean -log p(true class). scikit-learn's log_loss warns when rows sum to
+    1 only to float32 precision, as Monte Carlo averages computed in float32 do."""
+    column = np.searchsorted(classes, y)
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), column], 1e-15, None))))
+
+
 def percent(values, digits=1):
     """The mean over seeds as a percentage: '69.5%'."""
     return f"{100 * np.mean(values):.{digits}f}%"

@@ -10,11 +10,9 @@ own validation split (20% of the 300 training digits, so it trains on 240).
     python examples/overfitting_small_data.py
 """
 import numpy as np
-from sklearn.metrics import log_loss
-
 from dropkit import MLPClassifier
 
-from _common import SEEDS, digits, note, print_table, save_figure, spread
+from _common import SEEDS, cross_entropy, digits, note, print_table, save_figure, spread
 
 N_TRAIN = 300
 EPOCHS = 150
@@ -38,7 +36,7 @@ def train_fixed(params, seed, data, classes):
     for _ in range(EPOCHS):
         clf.partial_fit(X_train, y_train, classes=classes)
         proba = clf.predict_proba(X_test)
-        test_loss.append(log_loss(y_test, proba, labels=classes))
+        test_loss.append(cross_entropy(y_test, proba, classes))
         test_acc.append(np.mean(classes[proba.argmax(axis=1)] == y_test))
     return clf, np.array(test_loss), np.array(test_acc)
 
@@ -73,7 +71,7 @@ def main():
                             max_iter=EPOCHS, **BASE).fit(X_train, y_train)
         best = int(np.argmax(clf.validation_scores_)) + 1
         runs.append(dict(train=clf.score(X_train, y_train), test=clf.score(X_test, y_test),
-                         loss=log_loss(y_test, clf.predict_proba(X_test), labels=classes), ran=clf.n_iter_, best=best))
+                         loss=cross_entropy(y_test, clf.predict_proba(X_test), classes), ran=clf.n_iter_, best=best))
         if early_curve is None:
             early_curve = (np.array(clf.history_["val_loss"]), best)
     row(EARLY, runs, ", ".join(f"{r['best']}/{r['ran']}" for r in runs))
@@ -121,7 +119,8 @@ def draw(plt, curves, early_curve):
         ax_loss.plot(epochs, loss, label=name)
         ax_acc.plot(epochs, acc, label=name)
     val_loss, best = early_curve
-    ax_loss.plot(np.arange(1, len(val_loss) + 1), val_loss, "k:", label=f"{EARLY}: its validation loss (seed {SEEDS[0]})")
+    ax_loss.plot(np.arange(1, len(val_loss) + 1), val_loss, "k:",
+                 label=f"{EARLY}: its validation loss (seed {SEEDS[0]})")
     ax_loss.plot([best], [val_loss[best - 1]], "ko", label="epoch early stopping restores")
     ax_loss.set(xlabel="epoch", ylabel="test cross-entropy", title="test loss (mean over seeds)", ylim=(0, 0.6))
     ax_acc.set(xlabel="epoch", ylabel="test accuracy", title="test accuracy (mean over seeds)", ylim=(0.85, 1.0))
