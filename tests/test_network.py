@@ -239,15 +239,22 @@ def test_pickle_round_trip():
     np.testing.assert_array_equal(clone.params, net.params)
 
 
-def test_backward_does_not_read_the_callers_freed_input():
-    """forward copies its input: backward must not read the caller's array,
-    which may be a temporary freed (and its memory reused) in between."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64-converted"])
+def test_backward_uses_the_input_forward_saw(dtype):
+    """backward computes the first layer's weight gradient from forward's input,
+    so that input must not be read again from the caller's memory: the caller
+    may overwrite its array before backward, and a converted copy (from
+    float64) is freed as soon as forward returns."""
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((5, 64))  # float64: forward converts it to a temporary
-    net = Network(64, [Dense(8, "identity")], random_state=0)
-    out = net.forward(X, training=True)
-    junk = [np.full((5, 64), 1e6, np.float32) for _ in range(20)]  # reuse freed memory
+    X = rng.standard_normal((6, 5)).astype(dtype)
+    dout = rng.standard_normal((6, 3)).astype(np.float32)
+    expected = X.astype(np.float64).T @ dout  # dL/dW of a linear layer
+    net = Network(5, [Dense(3, "identity")], random_state=0)
+    net.forward(X, training=True)
+    X[...] = 0.0
+    junk = [np.full((6, 5), 1e6, dtype=np.float32) for _ in range(50)]  # reuse freed memory
     net.zero_grad()
-    net.backward(np.ones_like(out))
-    np.testing.assert_allclose(net.grads[: 64 * 8].reshape(64, 8), X.T @ np.ones((5, 8)), rtol=1e-5)
-    assert junk
+    net.backward(dout)
+    weight_grad = net.grads[:15].reshape(5, 3)  # the layout: weights, then bias
+    np.testing.assert_allclose(weight_grad, expected, rtol=1e-5, atol=1e-5)
+    del junk
