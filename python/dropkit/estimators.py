@@ -559,6 +559,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         dropout: the network as an ensemble)."""
         if mc_samples is not None:
             p = self._forward(X, mc_samples, random_state, link=self._loss).astype(np.float64)
+            if self._loss == "softmax_ce":
+                p /= p.sum(axis=1, keepdims=True)  # the float32 average sums to 1 only to ~1e-7
             return np.hstack([1 - p, p]) if self._is_binary() else p
         z = self._forward(X).astype(np.float64)
         if self._loss == "softmax_ce":
