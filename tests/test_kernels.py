@@ -129,8 +129,12 @@ def gemm_bound(a, b, k, alpha):
     return 2 * (k + 4) * U32 * abs(alpha) * (np.abs(a) @ np.abs(b)) + 1e-37
 
 
+# The later sizes sit just past the micro-tile (6 or 4 rows, 16/32/4 columns),
+# the inner-dimension panel (256, or 192 on AVX-512), the row block (144) and the
+# column block (1024 or 512), with single rows that read B in place.
 GEMM_SIZES = [(1, 1, 1), (7, 17, 15), (16, 1, 1023), (1, 1023, 7), (33, 1023, 16),
-              (130, 65, 17), (17, 16, 300), (150, 530, 300), (5, 2100, 9)]
+              (130, 65, 17), (17, 16, 300), (150, 530, 300), (5, 2100, 9),
+              (6, 33, 257), (13, 32, 193), (145, 17, 16), (1, 1025, 40), (2, 15, 513), (12, 1041, 7)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
@@ -168,6 +172,53 @@ def test_gemm_same_bits_for_any_thread_count(isa):
     finally:
         _core.set_num_threads(previous)
     assert np.array_equal(one.view(np.uint32), two.view(np.uint32))
+
+
+# Large enough that the product is split over threads, with edges in every
+# direction: rows, columns, or both split, and single rows reading B in place.
+THREAD_SIZES = [(300, 530, 300), (7, 1100, 1023), (1023, 17, 300), (145, 530, 257), (1, 2100, 1500)]
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("mnk", THREAD_SIZES)
+def test_gemm_same_bits_for_any_thread_count_at_awkward_sizes(isa, mnk, trans_a, trans_b):
+    m, n, k = mnk
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    previous = _core.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            runs.append(_core.gemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=0.5))
+    finally:
+        _core.set_num_threads(previous)
+    for other in runs[1:]:
+        assert np.array_equal(runs[0].view(np.uint32), other.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "prelu"])
+@pytest.mark.parametrize("size", [(300, 300, 530), (5, 1023, 2100), (1023, 300, 17)])
+def test_dense_forward_same_bits_for_any_thread_count(isa, size, name):
+    bsz, n_in, n_out = size
+    rng = np.random.default_rng(bsz + n_in + n_out)
+    x = rng.standard_normal((bsz, n_in)).astype(np.float32)
+    w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    param, slopes = act_args(name, rng, n_out)
+    previous = _core.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            runs.append(_core.dense_forward(x, w, b, name, param, slopes))
+    finally:
+        _core.set_num_threads(previous)
+    for z, a in runs[1:]:
+        assert np.array_equal(runs[0][0].view(np.uint32), z.view(np.uint32))
+        assert np.array_equal(runs[0][1].view(np.uint32), a.view(np.uint32))
 
 
 def test_gemm_rejects_mismatched_inner_dimensions():

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "kernels/threads.h"
+
 namespace dropkit {
 
 // Streams of the counter-based generator: layer * 8 + purpose for masks; the
@@ -194,13 +196,29 @@ void Network::zero_grad() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 // ----------------------------------------------------------------------------
 // the optimizer pass and penalties
 
+// The weight segment's rows split over threads: the pass is elementwise, so
+// the split changes nothing, and at large layers it is bound by memory
+// bandwidth, which one core alone does not saturate.
+struct OptimizerJob {
+  float *w, *m, *v;
+  const float* g;
+  int64_t cols;
+  OptParams p;
+};
+
+static void optimizer_rows(void* ctx, int64_t begin, int64_t end) {
+  const OptimizerJob& j = *static_cast<const OptimizerJob*>(ctx);
+  int64_t o = begin * j.cols;
+  kernels().optimizer_step(j.w + o, j.g + o, j.m + o, j.v + o, end - begin, j.cols, j.p, nullptr);
+}
+
 void Network::optimizer_step() {
   OptParams p = opt;
   double t = (double)step + 1.0;
   p.bias_correction1 = (float)(1.0 - std::pow((double)opt.beta1, t));
   p.bias_correction2 = (float)(1.0 - std::pow((double)opt.beta2, t));
   p.l1_proximal = l1_proximal;
-  std::vector<float> col_sq;
+  std::vector<float>& col_sq = col_sq_;
   for (size_t l = 0; l < layers_.size(); l++) {
     const KernelTable& K = kernels();
     const LayerSpec& S = layers_[l];
@@ -215,7 +233,12 @@ void Network::optimizer_step() {
       col = col_sq.data();
     }
     int64_t o = w_off_[l];
-    K.optimizer_step(params_.data() + o, grads_.data() + o, m_.data() + o, v_.data() + o, S.n_in, width, p, col);
+    if (col) {
+      K.optimizer_step(params_.data() + o, grads_.data() + o, m_.data() + o, v_.data() + o, S.n_in, width, p, col);
+    } else {
+      OptimizerJob job{params_.data() + o, m_.data() + o, v_.data() + o, grads_.data() + o, width, p};
+      parallel_for(S.n_in, std::max<int64_t>(1, ((int64_t)1 << 16) / width), optimizer_rows, &job);
+    }
     // max-norm (Srivastava et al. 2014): each unit's incoming weights to norm <= c, after the update
     if (col) K.max_norm_columns(params_.data() + o, S.n_in, width, col, max_norm[l]);
     if (!penalize_bias) p.l1 = p.l2 = p.weight_decay = 0.0f;

@@ -130,6 +130,7 @@ class Network {
   std::vector<int64_t> order_;
   std::vector<uint32_t> shuffle_bits_;
   std::vector<float> xb_, yb_, swb_, dout_;
+  std::vector<float> col_sq_;  // max-norm's column norms, reused every step
 };
 
 }  // namespace dropkit

@@ -49,55 +49,66 @@ static void act_forward(float* a, const float* z, int64_t B, int64_t N, ActParam
   for (int64_t b = 0; b < B; b++) act_forward_row(a + b * N, z + b * N, N, p);
 }
 
+// dz (n) = da * act'(z) for one row segment starting at column j0 (prelu's slopes).
+static inline void act_backward_span(float* __restrict dz_b, float* __restrict dslope,
+                                     const float* __restrict da_b, const float* __restrict z_b,
+                                     const float* __restrict a_b, int64_t n, ActParams p) {
+  switch (p.kind) {
+    case Act::identity:
+      for (int64_t j = 0; j < n; j++) dz_b[j] = da_b[j];
+      break;
+    case Act::sigmoid:
+      for (int64_t j = 0; j < n; j++) dz_b[j] = da_b[j] * a_b[j] * (1.0f - a_b[j]);
+      break;
+    case Act::tanh:
+      for (int64_t j = 0; j < n; j++) dz_b[j] = da_b[j] * (1.0f - a_b[j] * a_b[j]);
+      break;
+    case Act::relu:
+      for (int64_t j = 0; j < n; j++) dz_b[j] = z_b[j] > 0.0f ? da_b[j] : 0.0f;
+      break;
+    case Act::leaky_relu: {
+      const float s = p.param;
+      for (int64_t j = 0; j < n; j++) dz_b[j] = z_b[j] > 0.0f ? da_b[j] : s * da_b[j];
+      break;
+    }
+    case Act::prelu:
+      for (int64_t j = 0; j < n; j++) {
+        bool pos = z_b[j] > 0.0f;
+        dz_b[j] = pos ? da_b[j] : p.slopes[j] * da_b[j];
+        if (dslope) dslope[j] += pos ? 0.0f : da_b[j] * z_b[j];
+      }
+      break;
+    case Act::elu: {
+      // for z <= 0, d/dz alpha*(e^z - 1) = a + alpha
+      const float alpha = p.param;
+      for (int64_t j = 0; j < n; j++) dz_b[j] = z_b[j] > 0.0f ? da_b[j] : da_b[j] * (a_b[j] + alpha);
+      break;
+    }
+  }
+}
+
 static void act_backward(float* dz, float* dslope, const float* da, const float* z,
                          const float* a, int64_t B, int64_t N, ActParams p,
                          const ActivityParams* activity) {
   bool penalised = activity && activity->kind != ActivityKind::none;
-  float* da_row = penalised ? new float[N] : nullptr;
+  // the activity penalty's gradient joins the incoming one a slice at a time, in L1
+  constexpr int64_t kSlice = 512;
+  alignas(64) float da_pen[kSlice];
   for (int64_t b = 0; b < B; b++) {
-    float* __restrict dz_b = dz + b * N;
-    const float* __restrict da_b = da + b * N;
-    const float* __restrict z_b = z + b * N;
-    const float* __restrict a_b = a + b * N;
-    if (penalised) {
-      // the activity penalty's gradient joins the incoming one, row by row in L1
-      for (int64_t j = 0; j < N; j++) da_row[j] = da_b[j] + activity_grad(a_b[j], j, *activity);
-      da_b = da_row;
+    if (!penalised) {
+      act_backward_span(dz + b * N, dslope, da + b * N, z + b * N, a + b * N, N, p);
+      continue;
     }
-    switch (p.kind) {
-      case Act::identity:
-        for (int64_t j = 0; j < N; j++) dz_b[j] = da_b[j];
-        break;
-      case Act::sigmoid:
-        for (int64_t j = 0; j < N; j++) dz_b[j] = da_b[j] * a_b[j] * (1.0f - a_b[j]);
-        break;
-      case Act::tanh:
-        for (int64_t j = 0; j < N; j++) dz_b[j] = da_b[j] * (1.0f - a_b[j] * a_b[j]);
-        break;
-      case Act::relu:
-        for (int64_t j = 0; j < N; j++) dz_b[j] = z_b[j] > 0.0f ? da_b[j] : 0.0f;
-        break;
-      case Act::leaky_relu: {
-        const float s = p.param;
-        for (int64_t j = 0; j < N; j++) dz_b[j] = z_b[j] > 0.0f ? da_b[j] : s * da_b[j];
-        break;
-      }
-      case Act::prelu:
-        for (int64_t j = 0; j < N; j++) {
-          bool pos = z_b[j] > 0.0f;
-          dz_b[j] = pos ? da_b[j] : p.slopes[j] * da_b[j];
-          if (dslope) dslope[j] += pos ? 0.0f : da_b[j] * z_b[j];
-        }
-        break;
-      case Act::elu: {
-        // for z <= 0, d/dz alpha*(e^z - 1) = a + alpha
-        const float alpha = p.param;
-        for (int64_t j = 0; j < N; j++) dz_b[j] = z_b[j] > 0.0f ? da_b[j] : da_b[j] * (a_b[j] + alpha);
-        break;
-      }
+    for (int64_t j0 = 0; j0 < N; j0 += kSlice) {
+      int64_t n = imin(kSlice, N - j0);
+      const float* a_b = a + b * N + j0;
+      const float* da_b = da + b * N + j0;
+      for (int64_t j = 0; j < n; j++) da_pen[j] = da_b[j] + activity_grad(a_b[j], j0 + j, *activity);
+      ActParams pj = p;
+      if (pj.slopes) pj.slopes += j0;
+      act_backward_span(dz + b * N + j0, dslope ? dslope + j0 : nullptr, da_pen, z + b * N + j0, a_b, n, pj);
     }
   }
-  delete[] da_row;
 }
 
 // z is (B, U*k): unit u owns columns u*k .. u*k+k-1; a and argmax are (B, U).

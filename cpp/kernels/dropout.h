@@ -6,72 +6,278 @@
 // An element's bits depend only on (seed, stream, step, i), never on thread
 // count, SIMD width or batch order, and a mask can be regenerated in backward
 // instead of being stored.
+//
+// The vector paths run W blocks at once, one per lane (4W elements), and
+// transpose the four output words into element order; large arrays are split
+// over threads at multiples of 4W elements. philox4x32_10 is the scalar twin
+// and handles what is left at the end.
 #pragma once
 #include "kernels/cpu.h"
 #include "kernels/simd.h"
+#include "kernels/threads.h"
 
 namespace dropkit {
 namespace DK_ISA {
 
 struct Philox4 { uint32_t v[4]; };
 
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+
 static inline Philox4 philox4x32_10(uint64_t block, RngKey key) {
   uint32_t c0 = (uint32_t)block, c1 = (uint32_t)(block >> 32), c2 = key.stream, c3 = key.step;
   uint32_t k0 = (uint32_t)key.seed, k1 = (uint32_t)(key.seed >> 32);
   for (int round = 0; round < 10; round++) {
-    uint64_t p0 = (uint64_t)0xD2511F53u * c0;
-    uint64_t p1 = (uint64_t)0xCD9E8D57u * c2;
+    uint64_t p0 = (uint64_t)kPhiloxM0 * c0;
+    uint64_t p1 = (uint64_t)kPhiloxM1 * c2;
     uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
     uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
     c1 = (uint32_t)p1;
     c3 = (uint32_t)p0;
     c0 = n0;
     c2 = n2;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
   }
   return Philox4{{c0, c1, c2, c3}};
 }
 
-// Calls f(i, bits) for i in [0, n), four elements per generator call; the
-// blocks are independent, so the loop vectorises across them.
+// Calls f(i, bits) for i in [begin, n), four elements per generator call;
+// begin is a multiple of 4.
 template <typename F>
-static inline void for_each_random(int64_t n, RngKey key, F f) {
+static inline void for_each_random(int64_t begin, int64_t n, RngKey key, F f) {
   int64_t full = n / 4;
-  for (int64_t blk = 0; blk < full; blk++) {
+  for (int64_t blk = begin / 4; blk < full; blk++) {
     Philox4 r = philox4x32_10((uint64_t)blk, key);
     for (int lane = 0; lane < 4; lane++) f(blk * 4 + lane, r.v[lane]);
   }
-  if (full * 4 < n) {
+  if (full * 4 < n && full * 4 >= begin) {
     Philox4 r = philox4x32_10((uint64_t)full, key);
     for (int64_t i = full * 4; i < n; i++) f(i, r.v[i - full * 4]);
   }
 }
 
+// ----------------------------------------------------------------------------
+// W blocks at once
+
+#if DK_VEC_WIDTH > 1
+typedef uint32_t vu32 __attribute__((vector_size(4 * DK_VEC_WIDTH)));
+typedef int32_t vi32 __attribute__((vector_size(4 * DK_VEC_WIDTH)));
+typedef uint64_t vu64 __attribute__((vector_size(8 * DK_VEC_WIDTH)));
+typedef uint32_t vu32_unaligned __attribute__((vector_size(4 * DK_VEC_WIDTH), aligned(4), may_alias));
+constexpr int64_t kVecElems = 4 * W;  // elements per vector step
+
+// hi, lo = the 64-bit products m * a, lane by lane: even lanes' products by
+// one 32x32->64 multiply, odd lanes' by another, blended back into place.
+static inline void mulhilo(vu32 a, uint32_t m, vu32& hi, vu32& lo) {
+#if DK_VEC_WIDTH == 8 && defined(__AVX2__)
+  const __m256i va = (__m256i)a, vm = _mm256_set1_epi32((int)m);
+  const __m256i even = _mm256_mul_epu32(va, vm);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(va, 32), vm);
+  lo = (vu32)_mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  hi = (vu32)_mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+#elif DK_VEC_WIDTH == 16 && defined(__AVX512F__)
+  const __m512i va = (__m512i)a, vm = _mm512_set1_epi32((int)m);
+  const __m512i even = _mm512_mul_epu32(va, vm);
+  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(va, 32), vm);
+  lo = (vu32)_mm512_mask_blend_epi32((__mmask16)0xAAAA, even, _mm512_slli_epi64(odd, 32));
+  hi = (vu32)_mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(even, 32), odd);
+#else  // portable, slower: a width built without its instruction set
+  vu64 p = __builtin_convertvector(a, vu64) * (uint64_t)m;
+  hi = __builtin_convertvector(p >> 32, vu32);
+  lo = __builtin_convertvector(p, vu32);
+#endif
+}
+
+// out[q] lane e = element 4*block0 + q*W + e: block block0 + (q*W + e)/4, word e%4.
+// The ten round keys of a seed, broadcast once per call rather than per block.
+struct PhiloxKeys {
+  vu32 k0[10], k1[10];
+};
+
+static inline PhiloxKeys philox_keys(uint64_t seed) {
+  PhiloxKeys keys;
+  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+  for (int round = 0; round < 10; round++) {
+    keys.k0[round] = (vu32){} + k0;
+    keys.k1[round] = (vu32){} + k1;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  return keys;
+}
+
+static inline void philox_vec(uint64_t block0, RngKey key, const PhiloxKeys& keys, vu32 out[4]) {
+  vu32 iota;
+  for (int e = 0; e < W; e++) iota[e] = (uint32_t)e;
+  const uint32_t lo0 = (uint32_t)block0;
+  vu32 c0 = lo0 + iota;
+  // a carry into the high word where the low word wrapped
+  vu32 c1 = (uint32_t)(block0 >> 32) - (vu32)(c0 < lo0);
+  vu32 c2 = (vu32){} + key.stream, c3 = (vu32){} + key.step;
+  for (int round = 0; round < 10; round++) {
+    vu32 hi0, lo0v, hi1, lo1;
+    mulhilo(c0, kPhiloxM0, hi0, lo0v);
+    mulhilo(c2, kPhiloxM1, hi1, lo1);
+    vu32 n0 = hi1 ^ c1 ^ keys.k0[round];
+    vu32 n2 = hi0 ^ c3 ^ keys.k1[round];
+    c1 = lo1;
+    c3 = lo0v;
+    c0 = n0;
+    c2 = n2;
+  }
+  // A 4 x W transpose from words-by-block to element order, written with
+  // shuffles that stay inside 128-bit lanes (unpack lo/hi of 32- and 64-bit
+  // pairs) until the last step, which moves whole 128-bit blocks.
+  // Within each 128-bit lane t0..t3 hold pairs of words, u0..u3 whole blocks:
+  // u_r's 128-bit lane c is block 4c + r (W = 8: lanes 0, 1 are blocks r, 4 + r).
+#if DK_VEC_WIDTH == 8
+  const vi32 unpack_lo32 = {0, 8, 1, 9, 4, 12, 5, 13}, unpack_hi32 = {2, 10, 3, 11, 6, 14, 7, 15};
+  const vi32 unpack_lo64 = {0, 1, 8, 9, 4, 5, 12, 13}, unpack_hi64 = {2, 3, 10, 11, 6, 7, 14, 15};
+#elif DK_VEC_WIDTH == 16
+  const vi32 unpack_lo32 = {0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29};
+  const vi32 unpack_hi32 = {2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31};
+  const vi32 unpack_lo64 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+  const vi32 unpack_hi64 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+#else
+#error "philox_vec: no shuffle masks for this width"
+#endif
+  vu32 t0 = __builtin_shuffle(c0, c1, unpack_lo32), t1 = __builtin_shuffle(c0, c1, unpack_hi32);
+  vu32 t2 = __builtin_shuffle(c2, c3, unpack_lo32), t3 = __builtin_shuffle(c2, c3, unpack_hi32);
+  vu32 u0 = __builtin_shuffle(t0, t2, unpack_lo64), u1 = __builtin_shuffle(t0, t2, unpack_hi64);
+  vu32 u2 = __builtin_shuffle(t1, t3, unpack_lo64), u3 = __builtin_shuffle(t1, t3, unpack_hi64);
+#if DK_VEC_WIDTH == 8
+  // out0 = blocks 0, 1; out1 = 2, 3; out2 = 4, 5; out3 = 6, 7
+  const vi32 low_lanes = {0, 1, 2, 3, 8, 9, 10, 11}, high_lanes = {4, 5, 6, 7, 12, 13, 14, 15};
+  out[0] = __builtin_shuffle(u0, u1, low_lanes);
+  out[1] = __builtin_shuffle(u2, u3, low_lanes);
+  out[2] = __builtin_shuffle(u0, u1, high_lanes);
+  out[3] = __builtin_shuffle(u2, u3, high_lanes);
+#else
+  // v0 = blocks 0 4 1 5, v1 = 2 6 3 7, v2 = 8 12 9 13, v3 = 10 14 11 15; then
+  // out_q = blocks 4q .. 4q + 3
+  const vi32 lanes01 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+  const vi32 lanes23 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+  const vi32 lanes02 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+  const vi32 lanes13 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+  vu32 v0 = __builtin_shuffle(u0, u1, lanes01), v1 = __builtin_shuffle(u2, u3, lanes01);
+  vu32 v2 = __builtin_shuffle(u0, u1, lanes23), v3 = __builtin_shuffle(u2, u3, lanes23);
+  out[0] = __builtin_shuffle(v0, v1, lanes02);
+  out[1] = __builtin_shuffle(v0, v1, lanes13);
+  out[2] = __builtin_shuffle(v2, v3, lanes02);
+  out[3] = __builtin_shuffle(v2, v3, lanes13);
+#endif
+}
+#else
+constexpr int64_t kVecElems = 4;
+#endif
+
+// ----------------------------------------------------------------------------
+// the kernels: what each does to one element, and the loops over a range
+
+enum class RandomOp : int { bits, apply, mask, accumulate };
+
+struct RandomJob {
+  RandomOp op;
+  void* out;
+  const float* in;
+  int64_t n;
+  uint32_t threshold;
+  float scale;
+  RngKey key;
+};
+
+static inline void random_scalar(const RandomJob& j, int64_t begin, int64_t end) {
+  float* out = static_cast<float*>(j.out);
+  const float* in = j.in;
+  const uint32_t thr = j.threshold;
+  const float scale = j.scale;
+  switch (j.op) {
+    case RandomOp::bits:
+      for_each_random(begin, end, j.key, [&](int64_t i, uint32_t bits) { static_cast<uint32_t*>(j.out)[i] = bits; });
+      break;
+    case RandomOp::apply:
+      for_each_random(begin, end, j.key, [&](int64_t i, uint32_t bits) { out[i] = bits >= thr ? in[i] * scale : 0.0f; });
+      break;
+    case RandomOp::mask:
+      for_each_random(begin, end, j.key, [&](int64_t i, uint32_t bits) { out[i] = bits >= thr ? scale : 0.0f; });
+      break;
+    case RandomOp::accumulate:
+      for_each_random(begin, end, j.key, [&](int64_t i, uint32_t bits) {
+        float kept = in[i] * scale;
+        out[i] += bits >= thr ? kept : 0.0f;
+      });
+      break;
+  }
+}
+
+// Elements [begin, end); begin is a multiple of kVecElems, and so is end
+// unless it is n.
+static void random_range(const RandomJob& j, int64_t begin, int64_t end) {
+  int64_t i = begin;
+#if DK_VEC_WIDTH > 1
+  const vu32 thr = (vu32){} + j.threshold;
+  const vf scale = vbroadcast(j.scale), zero = vbroadcast(0.0f);
+  float* out = static_cast<float*>(j.out);
+  const PhiloxKeys keys = philox_keys(j.key.seed);
+  for (; i + kVecElems <= end; i += kVecElems) {
+    vu32 bits[4];
+    philox_vec((uint64_t)(i / 4), j.key, keys, bits);
+    for (int q = 0; q < 4; q++) {
+      int64_t at = i + q * W;
+      vi32 keep = (vi32)(bits[q] >= thr);
+      switch (j.op) {
+        case RandomOp::bits:
+          *reinterpret_cast<vu32_unaligned*>(static_cast<uint32_t*>(j.out) + at) = bits[q];
+          break;
+        case RandomOp::apply:
+          vstore(out + at, keep ? vload(j.in + at) * scale : zero);
+          break;
+        case RandomOp::mask:
+          vstore(out + at, keep ? scale : zero);
+          break;
+        case RandomOp::accumulate: {
+          vf kept = vload(j.in + at) * scale;
+          vstore(out + at, vload(out + at) + (keep ? kept : zero));
+          break;
+        }
+      }
+    }
+  }
+#endif
+  if (i < end) random_scalar(j, i, end);
+}
+
+static void random_chunks(void* ctx, int64_t begin, int64_t end) {
+  const RandomJob& j = *static_cast<const RandomJob*>(ctx);
+  random_range(j, begin * kVecElems, imin(end * kVecElems, j.n));
+}
+
+// Splits over threads past about 30 microseconds of work.
+static void random_run(const RandomJob& j) {
+  if (j.n <= 0) return;
+  int64_t steps = (j.n + kVecElems - 1) / kVecElems;
+  parallel_for(steps, ((int64_t)1 << 16) / kVecElems, random_chunks, const_cast<RandomJob*>(&j));
+}
+
 static void random_u32(uint32_t* out, int64_t n, RngKey key) {
-  for_each_random(n, key, [&](int64_t i, uint32_t bits) { out[i] = bits; });
+  random_run(RandomJob{RandomOp::bits, out, nullptr, n, 0, 0.0f, key});
 }
 
 static void dropout_apply(float* out, const float* in, int64_t n, uint32_t threshold,
                           float scale, RngKey key) {
-  for_each_random(n, key, [&](int64_t i, uint32_t bits) {
-    out[i] = bits >= threshold ? in[i] * scale : 0.0f;
-  });
+  random_run(RandomJob{RandomOp::apply, out, in, n, threshold, scale, key});
 }
 
 static void dropout_mask(float* mask, int64_t n, uint32_t threshold, float scale, RngKey key) {
-  for_each_random(n, key, [&](int64_t i, uint32_t bits) {
-    mask[i] = bits >= threshold ? scale : 0.0f;
-  });
+  random_run(RandomJob{RandomOp::mask, mask, nullptr, n, threshold, scale, key});
 }
 
 // out[i] += keep(i) ? in[i] * scale : 0: DropConnect routes the weight
 // gradient through the mask its forward pass used.
 static void dropout_accumulate(float* out, const float* in, int64_t n, uint32_t threshold, float scale,
                                RngKey key) {
-  for_each_random(n, key, [&](int64_t i, uint32_t bits) {
-    out[i] += bits >= threshold ? in[i] * scale : 0.0f;
-  });
+  random_run(RandomJob{RandomOp::accumulate, out, in, n, threshold, scale, key});
 }
 
 }  // namespace DK_ISA

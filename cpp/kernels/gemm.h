@@ -3,13 +3,22 @@
 // C (M, N) = alpha * op(A) op(B) + beta * C for the three products of a dense
 // layer: forward X W, dX = dZ W^T, dW += X^T dZ. Panels of op(A) and op(B) are
 // packed (which also absorbs the transposes and zero-pads the edges), and an
-// MR x NR register-blocked micro-kernel does the arithmetic. Each output
-// element is always summed in the same order, whatever the thread count, so
-// results do not depend on how many threads ran.
+// MR x NR register-blocked micro-kernel does the arithmetic; on the last
+// panel of the inner dimension the tile gets bias and activation before it
+// leaves the registers.
+//
+// Threads split C into a grid of row chunks x column chunks chosen per shape
+// (one parallel call per product, no barrier between panels); each thread
+// packs the panels its chunk needs into its own buffers. Chunks are whole
+// tiles and panel boundaries in the inner dimension are fixed multiples of
+// KC, so each output element is summed in the same order, through the same
+// code, whatever the thread count: results are bit-identical.
 //
 // This is not a general BLAS: no complex types, no strides other than leading
 // dimensions. gemm_reference is the plain triple loop the tests compare with.
 #pragma once
+#include <cstdlib>
+
 #include "kernels/activations.h"
 #include "kernels/simd.h"
 #include "kernels/threads.h"
@@ -26,12 +35,14 @@ constexpr int MR = 4, NR = 4;
 constexpr int MR = 6, NR = 2 * W;
 #endif
 constexpr int NV = NR / (W > NR ? NR : W);  // vectors per micro-tile row
-constexpr int64_t KC = 256;                 // depth of a packed panel (L1)
-constexpr int64_t MC = MR * 24;             // rows of a packed A block (L2)
-constexpr int64_t NC = NR * 128;            // columns of a packed B block (L3)
+// A (KC, NR) strip of B stays in L1 while the micro-kernel walks the rows of
+// an (MC, KC) block of A, which stays in L2; a (KC, NC) block of B sits in L3.
+constexpr int64_t KC = W == 16 ? 192 : 256;
+constexpr int64_t MC = MR * 24;
+constexpr int64_t NC = NR * (W == 16 ? 32 : 64);
 
 // ----------------------------------------------------------------------------
-// the naive twin: reference for tests and fallback for tiny products
+// the naive twin: reference for tests
 
 static void gemm_reference(int64_t M, int64_t N, int64_t K, float alpha,
                            const float* A, int64_t lda, bool trans_a,
@@ -56,13 +67,25 @@ static void gemm_reference(int64_t M, int64_t N, int64_t K, float alpha,
 
 // Ap holds ceil(mc/MR) strips; strip s is (kc, MR): row r of the strip at k
 // is op(A)[i0 + s*MR + r, k0 + k], zero past the edge.
-static void pack_a(float* Ap, const float* A, int64_t lda, bool trans_a,
+static void pack_a(float* __restrict Ap, const float* __restrict A, int64_t lda, bool trans_a,
                    int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
   for (int64_t s = 0; s < mc; s += MR) {
     int64_t rows = imin(MR, mc - s);
-    float* dst = Ap + s * kc;
+    float* __restrict dst = Ap + s * kc;
+    if (trans_a && rows == MR) {  // op(A) = A^T: the strip's rows are contiguous in A
+      for (int64_t k = 0; k < kc; k++)
+        for (int r = 0; r < MR; r++) dst[k * MR + r] = A[(k0 + k) * lda + i0 + s + r];
+      continue;
+    }
+    if (!trans_a && rows == MR) {
+      for (int r = 0; r < MR; r++) {
+        const float* a_r = A + (i0 + s + r) * lda + k0;
+        for (int64_t k = 0; k < kc; k++) dst[k * MR + r] = a_r[k];
+      }
+      continue;
+    }
     for (int64_t k = 0; k < kc; k++) {
-      for (int64_t r = 0; r < MR; r++) {
+      for (int r = 0; r < MR; r++) {
         float v = 0.0f;
         if (r < rows) {
           int64_t i = i0 + s + r, kk = k0 + k;
@@ -75,81 +98,91 @@ static void pack_a(float* Ap, const float* A, int64_t lda, bool trans_a,
 }
 
 // Bp holds ceil(nc/NR) strips; strip s is (kc, NR) of op(B), zero past the edge.
-static void pack_b(float* Bp, const float* B, int64_t ldb, bool trans_b,
+static void pack_b(float* __restrict Bp, const float* __restrict B, int64_t ldb, bool trans_b,
                    int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
   for (int64_t s = 0; s < nc; s += NR) {
     int64_t cols = imin(NR, nc - s);
-    float* dst = Bp + s * kc;
+    float* __restrict dst = Bp + s * kc;
     if (!trans_b && cols == NR) {
-      for (int64_t k = 0; k < kc; k++)
-        for (int64_t c = 0; c < NR; c++) dst[k * NR + c] = B[(k0 + k) * ldb + j0 + s + c];
+      for (int64_t k = 0; k < kc; k++) {
+        const float* b_k = B + (k0 + k) * ldb + j0 + s;
+        for (int v = 0; v < NV; v++) vstore(dst + k * NR + v * W, vload(b_k + v * W));
+      }
       continue;
     }
-    for (int64_t k = 0; k < kc; k++) {
+    if (trans_b) {  // op(B) = B^T: column c of the strip is a contiguous row of B
       for (int64_t c = 0; c < NR; c++) {
-        float v = 0.0f;
         if (c < cols) {
-          int64_t j = j0 + s + c, kk = k0 + k;
-          v = trans_b ? B[j * ldb + kk] : B[kk * ldb + j];
+          const float* b_c = B + (j0 + s + c) * ldb + k0;
+          for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = b_c[k];
+        } else {
+          for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = 0.0f;
         }
-        dst[k * NR + c] = v;
       }
+      continue;
     }
+    for (int64_t k = 0; k < kc; k++)
+      for (int64_t c = 0; c < NR; c++) dst[k * NR + c] = c < cols ? B[(k0 + k) * ldb + j0 + s + c] : 0.0f;
   }
 }
 
 // ----------------------------------------------------------------------------
-// micro-kernel: an MR x NR tile of C from one packed strip of A and of B
+// micro-kernel: one MR x NR tile of C from a packed strip of A (kc, MR) and a
+// strip of B (kc, NR) whose rows are ldbs apart (NR when packed, ldb when read
+// in place). C is (MR, NR) with leading dimension ldc: the real output for a
+// whole tile, a padded copy at the edges, so that every element goes through
+// the same arithmetic.
 
-static inline void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* tile) {
+struct TileOut {
+  float alpha, beta;
+  bool first, last;      // first / last panel of the inner dimension
+  const float* bias;     // (NR) slice, or null; applied on the last panel
+};
+
+static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bs,
+                                int64_t ldbs, float* __restrict C, int64_t ldc, const TileOut& o) {
   vf acc[MR][NV];
   for (int r = 0; r < MR; r++)
     for (int v = 0; v < NV; v++) acc[r][v] = vbroadcast(0.0f);
   for (int64_t k = 0; k < kc; k++) {
     vf b[NV];
-    for (int v = 0; v < NV; v++) b[v] = vload(Bp + k * NR + v * W);
+    for (int v = 0; v < NV; v++) b[v] = vload(Bs + k * ldbs + v * W);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
       vf a = vbroadcast(Ap[k * MR + r]);
       for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
     }
   }
-  for (int r = 0; r < MR; r++)
-    for (int v = 0; v < NV; v++) vstore(tile + r * NR + v * W, acc[r][v]);
-}
-
-// Adds (or stores, on the first panel) a computed tile into C.
-static inline void store_tile(const float* tile, float* C, int64_t ldc, int64_t rows,
-                              int64_t cols, float alpha, float beta, bool first_panel) {
-  for (int64_t r = 0; r < rows; r++) {
-    float* c = C + r * ldc;
-    const float* t = tile + r * NR;
-    if (!first_panel) {
-      for (int64_t j = 0; j < cols; j++) c[j] += alpha * t[j];
-    } else if (beta == 0.0f) {
-      for (int64_t j = 0; j < cols; j++) c[j] = alpha * t[j];
-    } else {
-      for (int64_t j = 0; j < cols; j++) c[j] = alpha * t[j] + beta * c[j];
+  const vf alpha = vbroadcast(o.alpha), beta = vbroadcast(o.beta);
+  vf bias[NV];
+  for (int v = 0; v < NV; v++) bias[v] = o.last && o.bias ? vload(o.bias + v * W) : vbroadcast(0.0f);
+  for (int r = 0; r < MR; r++) {
+    for (int v = 0; v < NV; v++) {
+      float* c = C + r * ldc + v * W;
+      vf out;
+      if (!o.first)
+        out = vload(c) + alpha * acc[r][v];
+      else if (o.beta == 0.0f)
+        out = alpha * acc[r][v];
+      else
+        out = alpha * acc[r][v] + beta * vload(c);
+      if (o.last && o.bias) out += bias[v];
+      vstore(c, out);
     }
   }
 }
 
-static inline void apply_epilogue(const Epilogue* ep, float* C, int64_t ldc, int64_t i0,
-                                  int64_t j0, int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < rows; r++) {
-    float* c = C + (i0 + r) * ldc + j0;
-    if (ep->bias)
-      for (int64_t j = 0; j < cols; j++) c[j] += ep->bias[j0 + j];
-    if (ep->act_out) {
-      ActParams p = ep->act;
-      if (p.slopes) p.slopes += j0;
-      act_forward_row(ep->act_out + (i0 + r) * ep->ld_act + j0, c, cols, p);
-    }
-  }
+// Activation of a finished (rows, cols) tile of z at (i0, j0), while in L1.
+static inline void tile_activation(const Epilogue* ep, const float* C, int64_t ldc, int64_t i0,
+                                   int64_t j0, int64_t rows, int64_t cols) {
+  ActParams p = ep->act;
+  if (p.slopes) p.slopes += j0;
+  for (int64_t r = 0; r < rows; r++)
+    act_forward_row(ep->act_out + (i0 + r) * ep->ld_act + j0, C + (i0 + r) * ldc + j0, cols, p);
 }
 
 // ----------------------------------------------------------------------------
-// the blocked driver; threads split the row blocks of each packed B block
+// the blocked driver
 
 struct GemmJob {
   int64_t M, N, K;
@@ -158,27 +191,119 @@ struct GemmJob {
   const float* B; int64_t ldb; bool trans_b;
   float* C; int64_t ldc;
   const Epilogue* ep;
-  const float* Bp;           // packed (kc, nc) block being worked on
-  int64_t j0, nc, k0, kc;
-  bool first_panel, last_panel;
+  int64_t row_chunk, col_chunk, col_tasks;  // the thread grid, in elements (whole tiles)
 };
 
-static void gemm_row_blocks(void* ctx, int64_t begin, int64_t end) {
-  const GemmJob& g = *static_cast<const GemmJob*>(ctx);
-  alignas(64) float Ap[MC * KC];
-  alignas(64) float tile[MR * NR];
-  for (int64_t blk = begin; blk < end; blk++) {
-    int64_t i0 = blk * MC, mc = imin(MC, g.M - i0);
-    pack_a(Ap, g.A, g.lda, g.trans_a, i0, mc, g.k0, g.kc);
-    for (int64_t jr = 0; jr < g.nc; jr += NR) {
-      int64_t cols = imin(NR, g.nc - jr);
-      for (int64_t ir = 0; ir < mc; ir += MR) {
-        int64_t rows = imin(MR, mc - ir);
-        micro_kernel(g.kc, Ap + ir * g.kc, g.Bp + jr * g.kc, tile);
-        float* c = g.C + (i0 + ir) * g.ldc + g.j0 + jr;
-        store_tile(tile, c, g.ldc, rows, cols, g.alpha, g.beta, g.first_panel);
-        if (g.last_panel && g.ep) apply_epilogue(g.ep, g.C, g.ldc, i0 + ir, g.j0 + jr, rows, cols);
+// Per-thread packing buffers, allocated once at their largest size.
+struct PackBuffers {
+  float* a = nullptr;  // (MC, KC)
+  float* b = nullptr;  // (KC, NC)
+  ~PackBuffers() {
+    std::free(a);
+    std::free(b);
+  }
+};
+
+static PackBuffers& pack_buffers() {
+  static thread_local PackBuffers buf;
+  if (!buf.a) {
+    buf.a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * MC * KC));
+    buf.b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * KC * NC));
+  }
+  return buf;
+}
+
+// C[i0:i1, j0:j1], every panel of the inner dimension, on this thread.
+static void gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  PackBuffers& buf = pack_buffers();
+  if (!buf.a || !buf.b) throw std::bad_alloc();
+  alignas(64) float edge[MR * NR];
+  alignas(64) float edge_bias[NR];
+  const float* bias = g.ep ? g.ep->bias : nullptr;
+  // A single row strip reads each element of B once: read it in place.
+  const bool direct_b = !g.trans_b && i1 - i0 <= MR;
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    int64_t nc = imin(NC, j1 - jc);
+    for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
+      int64_t kc = imin(KC, g.K - k0);
+      TileOut o{g.alpha, g.beta, k0 == 0, k0 + kc == g.K, nullptr};
+      if (!direct_b)
+        pack_b(buf.b, g.B, g.ldb, g.trans_b, k0, kc, jc, nc);
+      else if (nc % NR)  // the ragged last strip is packed, zero-padded
+        pack_b(buf.b + (nc / NR) * NR * kc, g.B, g.ldb, false, k0, kc, jc + (nc / NR) * NR, nc % NR);
+      for (int64_t ic = i0; ic < i1; ic += MC) {
+        int64_t mc = imin(MC, i1 - ic);
+        pack_a(buf.a, g.A, g.lda, g.trans_a, ic, mc, k0, kc);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          int64_t cols = imin(NR, nc - jr);
+          const float* Bs = buf.b + jr * kc;
+          int64_t ldbs = NR;
+          if (direct_b && cols == NR) {
+            Bs = g.B + k0 * g.ldb + jc + jr;
+            ldbs = g.ldb;
+          }
+          o.bias = nullptr;
+          if (o.last && bias) {
+            o.bias = bias + jc + jr;
+            if (cols < NR) {
+              for (int64_t j = 0; j < NR; j++) edge_bias[j] = j < cols ? bias[jc + jr + j] : 0.0f;
+              o.bias = edge_bias;
+            }
+          }
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            int64_t rows = imin(MR, mc - ir);
+            float* c = g.C + (ic + ir) * g.ldc + jc + jr;
+            if (rows == MR && cols == NR) {
+              micro_kernel(kc, buf.a + ir * kc, Bs, ldbs, c, g.ldc, o);
+            } else {
+              for (int64_t r = 0; r < MR; r++)
+                for (int64_t j = 0; j < NR; j++) edge[r * NR + j] = r < rows && j < cols ? c[r * g.ldc + j] : 0.0f;
+              micro_kernel(kc, buf.a + ir * kc, Bs, ldbs, edge, NR, o);
+              for (int64_t r = 0; r < rows; r++)
+                for (int64_t j = 0; j < cols; j++) c[r * g.ldc + j] = edge[r * NR + j];
+            }
+            if (o.last && g.ep && g.ep->act_out) tile_activation(g.ep, g.C, g.ldc, ic + ir, jc + jr, rows, cols);
+          }
+        }
       }
+    }
+  }
+}
+
+static void gemm_tasks(void* ctx, int64_t begin, int64_t end) {
+  const GemmJob& g = *static_cast<const GemmJob*>(ctx);
+  for (int64_t t = begin; t < end; t++) {
+    int64_t i0 = (t / g.col_tasks) * g.row_chunk, j0 = (t % g.col_tasks) * g.col_chunk;
+    gemm_chunk(g, i0, imin(g.M, i0 + g.row_chunk), j0, imin(g.N, j0 + g.col_chunk));
+  }
+}
+
+// Chooses the thread grid (rows x columns of C) for T threads: the one with
+// the least work on its busiest thread, counting the arithmetic of its chunk
+// (whole tiles) and the packing it does for them.
+static void plan_grid(GemmJob& g, int T) {
+  int64_t row_strips = (g.M + MR - 1) / MR, col_strips = (g.N + NR - 1) / NR;
+  // A thread wake-up costs about as much as this many multiply-adds; smaller
+  // products run on the calling thread alone.
+  const double min_fma_per_thread = 1.5e5 * W;
+  double fma = (double)g.M * g.N * g.K;
+  if (T > 1 && fma < min_fma_per_thread * 2) T = 1;
+  double best = -1.0;
+  g.row_chunk = row_strips * MR;
+  g.col_chunk = col_strips * NR;
+  g.col_tasks = 1;
+  for (int tr = 1; tr <= T; tr++) {
+    if (T % tr) continue;
+    int tc = T / tr;
+    if (tr > row_strips || tc > col_strips) continue;
+    int64_t rs = (row_strips + tr - 1) / tr, cs = (col_strips + tc - 1) / tc;
+    // FMA units do 2*W per cycle; packing moves about one element per cycle
+    double cost = (double)rs * MR * cs * NR * g.K / (2.0 * W) + (double)(rs * MR + cs * NR) * g.K;
+    if (best < 0 || cost < best) {
+      best = cost;
+      g.row_chunk = rs * MR;
+      g.col_chunk = cs * NR;
+      g.col_tasks = (col_strips + cs - 1) / cs;
     }
   }
 }
@@ -190,30 +315,17 @@ static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {  // an empty sum: C = beta * C, then the epilogue
     for (int64_t i = 0; i < M; i++)
-      for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-    if (ep) apply_epilogue(ep, C, ldc, 0, 0, M, N);
+      for (int64_t j = 0; j < N; j++) {
+        float* c = C + i * ldc + j;
+        *c = (beta == 0.0f ? 0.0f : beta * *c) + (ep && ep->bias ? ep->bias[j] : 0.0f);
+      }
+    if (ep && ep->act_out) tile_activation(ep, C, ldc, 0, 0, M, N);
     return;
   }
-  // One packed B block at a time; heap so that large N*K does not hit the stack.
-  int64_t bp_size = KC * ((imin(NC, N) + NR - 1) / NR) * NR;
-  float* Bp = new float[bp_size];
-  GemmJob g{M, N, K, alpha, beta, A, lda, trans_a, B, ldb, trans_b, C, ldc, ep,
-            Bp, 0, 0, 0, 0, false, false};
-  int64_t row_blocks = (M + MC - 1) / MC;
-  for (int64_t j0 = 0; j0 < N; j0 += NC) {
-    int64_t nc = imin(NC, N - j0);
-    for (int64_t k0 = 0; k0 < K; k0 += KC) {
-      int64_t kc = imin(KC, K - k0);
-      pack_b(Bp, B, ldb, trans_b, k0, kc, j0, nc);
-      g.j0 = j0; g.nc = nc; g.k0 = k0; g.kc = kc;
-      g.first_panel = (k0 == 0);
-      g.last_panel = (k0 + kc == K);
-      // Each row block costs about MC*nc*kc FMAs; threads pay off past ~1e6.
-      int64_t grain = (MC * nc * kc < (int64_t)1 << 20) ? row_blocks : 1;
-      parallel_for(row_blocks, grain, gemm_row_blocks, &g);
-    }
-  }
-  delete[] Bp;
+  GemmJob g{M, N, K, alpha, beta, A, lda, trans_a, B, ldb, trans_b, C, ldc, ep, 0, 0, 1};
+  plan_grid(g, num_threads());
+  int64_t row_tasks = (M + g.row_chunk - 1) / g.row_chunk;
+  parallel_for(row_tasks * g.col_tasks, 1, gemm_tasks, &g);
 }
 
 }  // namespace DK_ISA

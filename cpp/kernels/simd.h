@@ -29,11 +29,13 @@ typedef float vf_unaligned __attribute__((vector_size(4 * DK_VEC_WIDTH), aligned
 static inline vf vload(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
 static inline void vstore(float* p, vf v) { *reinterpret_cast<vf_unaligned*>(p) = v; }
 // The intrinsic, not a loop filling lanes: GCC turns that loop into a chain
-// of inserts that spills the GEMM's accumulators.
+// of inserts that spills the GEMM's accumulators. The loop remains for a
+// width built without its instruction set (a 16-wide build with AVX2 flags
+// runs the AVX-512 source on a machine without AVX-512, for testing).
 static inline vf vbroadcast(float s) {
-#if DK_VEC_WIDTH == 16
+#if DK_VEC_WIDTH == 16 && defined(__AVX512F__)
   return (vf)_mm512_set1_ps(s);
-#elif DK_VEC_WIDTH == 8
+#elif DK_VEC_WIDTH == 8 && defined(__AVX__)
   return (vf)_mm256_set1_ps(s);
 #else
   vf v;

@@ -403,11 +403,21 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------- prediction
 
+    def _is_plain_input(self, X):
+        """True for what validate_data would pass through unchanged: a finite
+        2-d float ndarray with the fitted number of features, from an estimator
+        fitted without feature names. Skipping validate_data there saves a few
+        hundred microseconds per call, which is most of predicting one sample."""
+        return (type(X) is np.ndarray and X.ndim == 2 and X.dtype in (np.float32, np.float64)
+                and X.shape[0] > 0 and X.shape[1] == self.n_features_in_
+                and not hasattr(self, "feature_names_in_") and bool(np.isfinite(X).all()))
+
     def _forward(self, X, mc_samples=None, random_state=None, link=None):
         """The network's outputs for X; with mc_samples, the mean over that many
         stochastic passes (through `link` first, so probabilities are averaged)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        if not self._is_plain_input(X):
+            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         X = to_float32(X, "X")
         with thread_count(self.n_threads):
             if mc_samples is None:

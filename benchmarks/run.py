@@ -1,0 +1,472 @@
+"""Side-by-side speed of dropkit, PyTorch (CPU) and scikit-learn on the same work.
+
+    python benchmarks/run.py            # the full run (a few minutes)
+    python benchmarks/run.py --quick    # about a minute: smaller samples, fewer repeats
+
+Every workload is built in each library with the same shapes, data, batch size,
+optimizer and thread count, and timed in this one process, runs of the
+libraries interleaved so that load from other processes hits them alike. Each
+figure is the minimum (for kernels) or median (for epochs) of repeated runs.
+The table prints absolute times and dropkit's speed ratio to each peer
+(peer time / dropkit time: above 1 means dropkit is faster).
+
+PyTorch is optional (pip install torch); dropkit never imports it. A C
+compiler (cc) is needed for the FMA peak probe (fma_peak.c).
+"""
+import argparse
+import contextlib
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+import dropkit  # noqa: E402
+from dropkit import _core  # noqa: E402
+
+try:
+    import torch
+    import torch.nn as tnn
+except ImportError:  # the table then has no PyTorch column
+    torch = None
+
+import sklearn  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkMLP  # noqa: E402
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:
+    threadpool_limits = None
+
+warnings.filterwarnings("ignore")
+
+ROWS = []  # (section, workload, dropkit, torch, torch_best, sklearn, unit, note)
+
+
+def row(section, workload, dk, th=None, tb=None, sk=None, unit="ms", note=""):
+    ROWS.append((section, workload, dk, th, tb, sk, unit, note))
+
+
+def set_threads(n):
+    _core.set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def timeit_min(fn, reps, inner=1):
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        best = min(best, (time.perf_counter() - t) / inner)
+    return best
+
+
+# ----------------------------------------------------------------------------
+# the machine
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fma_peak():
+    """Single-core FMA peak (GFLOP/s) of the ISA dropkit runs, from fma_peak.c."""
+    width = {"avx512": 16, "avx2": 8}.get(dropkit.simd_backend())
+    if width is None:
+        return None
+    flags = ["-mavx512f", "-DDK_WIDTH=16"] if width == 16 else ["-mavx2", "-mfma", "-DDK_WIDTH=8"]
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "fma_peak")
+        try:
+            subprocess.run(["cc", "-O2", *flags, os.path.join(HERE, "fma_peak.c"), "-o", exe],
+                           check=True, capture_output=True)
+            out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout.split()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+    return float(out[1])
+
+
+# ----------------------------------------------------------------------------
+# kernels: GEMM at the layer shapes, dropout masks
+
+
+def bench_gemm(quick, peak, threads_list):
+    # (M, N, K, trans_a, trans_b, what) for 784-1024-1024-10 at batch 128
+    shapes = [
+        (1024, 1024, 1024, False, False, "square 1024"),
+        (128, 1024, 784, False, False, "fwd  X W      layer 1"),
+        (128, 1024, 1024, False, False, "fwd  X W      layer 2"),
+        (128, 10, 1024, False, False, "fwd  X W      layer 3"),
+        (128, 1024, 1024, False, True, "bwd  dZ W^T   layer 2"),
+        (784, 1024, 128, True, False, "bwd  X^T dZ   layer 1"),
+        (1024, 1024, 128, True, False, "bwd  X^T dZ   layer 2"),
+    ]
+    if quick:
+        shapes = [s for s in shapes if s[5].startswith(("square", "fwd  X W      layer 2", "bwd  dZ", "bwd  X^T dZ   layer 2"))]
+    rng = np.random.default_rng(0)
+    reps = 5 if quick else 11
+    for threads in threads_list:
+        set_threads(threads)
+        for m, n, k, ta, tb, what in shapes:
+            a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+            b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+            inner = max(1, int(3e7 / (m * n * k)))
+            d = timeit_min(lambda: _core.gemm(a, b, trans_a=ta, trans_b=tb), 2, inner)
+            t = None
+            if torch is not None:
+                A = torch.from_numpy(a).T if ta else torch.from_numpy(a)
+                B = torch.from_numpy(b).T if tb else torch.from_numpy(b)
+                out = torch.empty(m, n)
+                t = timeit_min(lambda: torch.matmul(A, B, out=out), 2, inner)
+            for _ in range(reps):  # interleaved repeats
+                d = min(d, timeit_min(lambda: _core.gemm(a, b, trans_a=ta, trans_b=tb), 1, inner))
+                if torch is not None:
+                    t = min(t, timeit_min(lambda: torch.matmul(A, B, out=out), 1, inner))
+            flops = 2.0 * m * n * k
+            gf = flops / d / 1e9
+            note = f"{gf:.0f} GFLOP/s"
+            if peak:
+                note += f" = {100 * gf / (peak * threads):.0f}% of {threads}x peak"
+            row("GEMM", f"{m}x{n}x{k} {what.split()[0]} {'T' if ta else ''}{'T' if tb else ''}"
+                f" ({what}), {threads} thr", d * 1e3, t * 1e3 if t else None, unit="ms", note=note)
+
+
+def bench_masks(quick, threads_list):
+    n = 128 * 1024  # one hidden layer's activations at batch 128
+    x = np.ones(n, np.float32)
+    reps = 30 if quick else 100
+    for threads in threads_list:
+        set_threads(threads)
+        d = t = float("inf")
+        drop = None
+        if torch is not None:
+            tx = torch.ones(n)
+            drop = tnn.Dropout(0.5).train()
+        for _ in range(5):
+            d = min(d, timeit_min(lambda: _core.dropout_apply(x, 0.5, 2.0, 1, 0, 0), reps // 5))
+            if drop is not None:
+                t = min(t, timeit_min(lambda: drop(tx), reps // 5))
+        row("Dropout", f"mask + apply, {n} elements, {threads} thr", d / n * 1e9,
+            t / n * 1e9 if drop is not None else None, unit="ns/elem")
+
+
+# ----------------------------------------------------------------------------
+# training: the MNIST-shaped net and the small digits net
+
+
+def mnist_like(n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, 784), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    return X, y
+
+
+def dropkit_large(batch, threads, max_iter=1):
+    return dropkit.MLPClassifier(hidden_layer_sizes=(1024, 1024), activation="relu", solver="adam",
+                                 learning_rate_init=1e-3, batch_size=batch, max_iter=max_iter, shuffle=True,
+                                 random_state=0, tol=0.0, n_iter_no_change=10**6, dropout=0.5,
+                                 input_dropout=0.2, l2=1e-4, l1=1e-5, l1_mode="subgradient", n_threads=threads)
+
+
+class TorchTrainer:
+    """The same net, loss, penalties and optimizer in PyTorch: nn.Dropout,
+    Adam with weight_decay (L2 in the gradient, weights only, as dropkit's l2),
+    and an explicit L1 term on the weights in the loss."""
+
+    def __init__(self, sizes, dropout, input_dropout, l1, l2, fused=False, compiled=False):
+        torch.manual_seed(0)
+        layers = []
+        for i in range(len(sizes) - 1):
+            p = input_dropout if i == 0 else dropout
+            if p > 0:
+                layers.append(tnn.Dropout(p))
+            layers.append(tnn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                layers.append(tnn.ReLU())
+        self.model = tnn.Sequential(*layers)
+        weights = [m.weight for m in self.model if isinstance(m, tnn.Linear)]
+        biases = [m.bias for m in self.model if isinstance(m, tnn.Linear)]
+        self.weights = weights
+        self.l1 = l1
+        kw = {"fused": True} if fused else {}
+        self.opt = torch.optim.Adam([{"params": weights, "weight_decay": l2},
+                                     {"params": biases, "weight_decay": 0.0}], lr=1e-3, **kw)
+        self.loss_fn = tnn.CrossEntropyLoss()
+        self.step_fn = torch.compile(self._step) if compiled else self._step
+
+    def _step(self, xb, yb):
+        out = self.model(xb)
+        loss = self.loss_fn(out, yb)
+        if self.l1:
+            loss = loss + self.l1 * sum(w.abs().sum() for w in self.weights)
+        return loss
+
+    def epoch(self, X, y, batch, limit=None):
+        self.model.train()
+        n = X.shape[0] if limit is None else limit
+        perm = torch.randperm(X.shape[0])[:n]
+        for s in range(0, n, batch):
+            idx = perm[s:s + batch]
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.step_fn(X[idx], y[idx])
+            loss.backward()
+            self.opt.step()
+
+
+def bench_large(quick, peak):
+    # a fifth (full) or a fifteenth (quick) of an epoch, extrapolated: PyTorch
+    # with two threads on a loaded machine can take minutes per whole epoch
+    n = 4000 if quick else 12000
+    X, y = mnist_like(n)
+    scale = 60000 / n  # times are reported per 60000-sample epoch
+    flops_epoch = 60000 * 2 * 3 * (784 * 1024 + 1024 * 1024 + 1024 * 10)
+    note_floor = ""
+    if peak:
+        floor = flops_epoch / (2 * peak * 1e9)
+        note_floor = f"floor at 2x peak {floor:.2f} s"
+    Xt = torch.from_numpy(X) if torch is not None else None
+    yt = torch.from_numpy(y) if torch is not None else None
+    reps = 1 if quick else 2
+    results = {}
+    for batch in (128, 512):
+        runs = {"dk": [], "eager": [], "fused": [], "compiled": []}
+        trainers = {}
+        if torch is not None:
+            trainers["eager"] = TorchTrainer([784, 1024, 1024, 10], 0.5, 0.2, 1e-5, 1e-4)
+            trainers["fused"] = TorchTrainer([784, 1024, 1024, 10], 0.5, 0.2, 1e-5, 1e-4, fused=True)
+            if not quick and batch == 128:
+                try:
+                    trainers["compiled"] = TorchTrainer([784, 1024, 1024, 10], 0.5, 0.2, 1e-5, 1e-4,
+                                                        fused=True, compiled=True)
+                    set_threads(2)
+                    trainers["compiled"].epoch(Xt, yt, batch, limit=batch * 4)  # compile outside the timing
+                except Exception as e:  # no compiler, no triton: leave it out
+                    print(f"torch.compile unavailable: {type(e).__name__}: {e}"[:200], file=sys.stderr)
+                    trainers.pop("compiled", None)
+        set_threads(2)
+        for _ in range(reps):
+            clf = dropkit_large(batch, 2)
+            t = time.perf_counter()
+            clf.fit(X, y)
+            runs["dk"].append((time.perf_counter() - t) * scale)
+            for name, tr in trainers.items():
+                t = time.perf_counter()
+                tr.epoch(Xt, yt, batch)
+                runs[name].append((time.perf_counter() - t) * scale)
+        med = {k: float(np.median(v)) for k, v in runs.items() if v}
+        results[batch] = med
+        best_name = min((k for k in ("fused", "compiled") if k in med), key=lambda k: med[k], default=None)
+        torch_best = med.get(best_name) if best_name else None
+        note = f"torch best = {'fused Adam' if best_name == 'fused' else 'compile + fused Adam'}" if best_name else ""
+        if batch == 128 and note_floor:
+            note = (note + "; " if note else "") + note_floor
+        row("Train 784-1024-1024-10", f"epoch, batch {batch}, 2 thr (from {n} samples x {60000 // n})",
+            med["dk"], med.get("eager"), torch_best, None, unit="s", note=note)
+    # threads: 1 vs 2 on the same work
+    set_threads(1)
+    one, two = [], []
+    for _ in range(reps):
+        clf = dropkit_large(128, 1)
+        t = time.perf_counter()
+        clf.fit(X, y)
+        one.append((time.perf_counter() - t) * scale)
+        clf = dropkit_large(128, 2)
+        t = time.perf_counter()
+        clf.fit(X, y)
+        two.append((time.perf_counter() - t) * scale)
+    t1, t2 = float(np.median(one)), float(np.median(two))
+    row("Threads", f"dropkit epoch, batch 128: 1 thr (from {n} samples x {60000 // n})", t1, unit="s",
+        note=f"2 thr {t2:.2f} s, speed-up {t1 / t2:.2f}x")
+    return results
+
+
+def bench_small(quick):
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    epochs = 3 if quick else 10
+    reps = 3 if quick else 5
+    set_threads(1)
+    dk_t, sk_t, th_t = [], [], []
+    trainer = TorchTrainer([64, 256, 256, 10], 0.0, 0.0, 0.0, 1e-4) if torch is not None else None
+    Xt = torch.from_numpy(X) if torch is not None else None
+    yt = torch.from_numpy(y) if torch is not None else None
+    # scikit-learn's MLP runs on numpy's BLAS: held to one thread like the others
+    with (threadpool_limits(limits=1) if threadpool_limits else contextlib.nullcontext()):
+        for _ in range(reps):
+            clf = dropkit.MLPClassifier(hidden_layer_sizes=(256, 256), batch_size=32, max_iter=epochs, l2=1e-4,
+                                        random_state=0, tol=0.0, n_iter_no_change=10**6, n_threads=1)
+            t = time.perf_counter()
+            clf.fit(X, y)
+            dk_t.append((time.perf_counter() - t) / epochs)
+            sk = SkMLP(hidden_layer_sizes=(256, 256), batch_size=32, max_iter=epochs, alpha=1e-4, random_state=0,
+                       tol=0.0, n_iter_no_change=10**6)
+            t = time.perf_counter()
+            sk.fit(X, y)
+            sk_t.append((time.perf_counter() - t) / epochs)
+            if trainer is not None:
+                t = time.perf_counter()
+                for _ in range(epochs):
+                    trainer.epoch(Xt, yt, 32)
+                th_t.append((time.perf_counter() - t) / epochs)
+    med = lambda v: float(np.median(v)) * 1e3 if v else None  # noqa: E731
+    row("Train digits 64-256-256-10", "epoch (1797 samples), batch 32, 1 thr", med(dk_t), med(th_t), None, med(sk_t),
+        unit="ms", note="Adam, L2 1e-4, no dropout")
+    return clf, sk, trainer, X
+
+
+def bench_predict(quick, clf, sk, trainer, X):
+    x1 = X[:1].copy()
+    n = 2000 if quick else 10000
+    d = timeit_min(lambda: clf.predict_proba(x1), 5, n // 5)
+    s = timeit_min(lambda: sk.predict_proba(x1), 5, n // 5)
+    t = None
+    if trainer is not None:
+        model = trainer.model.eval()
+        xt = torch.from_numpy(x1)
+
+        def torch_proba():
+            with torch.no_grad():
+                return torch.softmax(model(xt), 1).numpy()
+        t = timeit_min(torch_proba, 5, n // 5)
+    core = timeit_min(lambda: clf._network._core.predict(x1, "softmax_ce"), 5, n // 5)
+    row("Predict", "predict_proba, 1 sample, digits net", d * 1e6, t * 1e6 if t else None, None, s * 1e6,
+        unit="us", note=f"C++ forward alone {core * 1e6:.1f} us")
+    # a large batch through the large net, at GEMM speed
+    Xb, yb = mnist_like(10000, seed=1)
+    big = dropkit_large(512, 2)
+    big.fit(Xb[:1024], yb[:1024])
+    set_threads(2)
+    d = timeit_min(lambda: big.predict_proba(Xb), 3)
+    t = None
+    if torch is not None:
+        tm = TorchTrainer([784, 1024, 1024, 10], 0.5, 0.2, 0.0, 0.0).model.eval()
+        xt = torch.from_numpy(Xb)
+
+        def torch_big():
+            with torch.no_grad():
+                return torch.softmax(tm(xt), 1).numpy()
+        t = timeit_min(torch_big, 3)
+    flops = 2.0 * 10000 * (784 * 1024 + 1024 * 1024 + 1024 * 10)
+    row("Predict", "predict_proba, 10000 samples, large net, 2 thr", d * 1e3, t * 1e3 if t else None, unit="ms",
+        note=f"{flops / d / 1e9:.0f} GFLOP/s")
+
+
+# ----------------------------------------------------------------------------
+# memory: peak RSS of a fit, in a fresh process that loads only dropkit
+
+# VmHWM, not ru_maxrss: the latter carries the parent's high-water mark across exec.
+RSS_CHILD = r"""
+import sys, numpy as np, dropkit, warnings
+warnings.filterwarnings("ignore")
+def hwm_kb():
+    with open("/proc/self/status") as f:
+        return int(next(l for l in f if l.startswith("VmHWM")).split()[1])
+n = int(sys.argv[1])
+rng = np.random.default_rng(0)
+X = rng.random((n, 784), dtype=np.float32); y = rng.integers(0, 10, n)
+base = hwm_kb()
+clf = dropkit.MLPClassifier(hidden_layer_sizes=(1024, 1024), batch_size=128, max_iter=1, dropout=0.5,
+                            input_dropout=0.2, l2=1e-4, l1=1e-5, random_state=0, n_threads=2)
+clf.fit(X, y)
+print(hwm_kb(), base)
+"""
+
+
+def bench_memory(quick):
+    n = 6000 if quick else 60000
+    out = subprocess.run([sys.executable, "-c", RSS_CHILD, str(n)], check=True, capture_output=True, text=True)
+    peak_kb, base_kb = (int(v) for v in out.stdout.split())
+    params = 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10
+    state = 4 * params * 4  # parameters, gradients, Adam's m and v
+    acts = 4 * 128 * (784 + 3 * (1024 + 1024 + 10)) * 2  # inputs, z, a, dz, d_in per layer, generously
+    data = n * 784 * 4
+    bound = data + 1.5 * (state + acts) + 100 * 2**20
+    row("Memory", f"peak RSS of fit ({n} x 784 float32 data)", peak_kb / 1024, unit="MB",
+        note=f"target <= {bound / 2**20:.0f} MB (data {data / 2**20:.0f} MB + 1.5 x state and activations "
+             f"{(state + acts) / 2**20:.0f} MB + 100 MB); before fit (interpreter, numpy, scikit-learn, "
+             f"dropkit, data) {base_kb / 1024:.0f} MB")
+
+
+# ----------------------------------------------------------------------------
+# the table
+
+
+def fmt(v, unit):
+    if v is None:
+        return "-"
+    if unit in ("s",):
+        return f"{v:.2f} s"
+    if unit == "ms":
+        return f"{v:.3f} ms" if v < 1 else f"{v:.1f} ms"
+    if unit == "us":
+        return f"{v:.1f} us"
+    if unit == "ns/elem":
+        return f"{v:.2f} ns"
+    return f"{v:.0f} {unit}"
+
+
+def ratio(peer, dk):
+    return f"{peer / dk:.2f}x" if peer is not None and dk else "-"
+
+
+def print_table(header):
+    print(header)
+    print()
+    print("| section | workload | dropkit | torch eager | vs eager | torch best | vs best | scikit-learn | vs sklearn | note |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for section, workload, dk, th, tb, sk, unit, note in ROWS:
+        print(f"| {section} | {workload} | {fmt(dk, unit)} | {fmt(th, unit)} | {ratio(th, dk)} | {fmt(tb, unit)} | "
+              f"{ratio(tb, dk)} | {fmt(sk, unit)} | {ratio(sk, dk)} | {note} |")
+    print()
+    print("Ratios are peer time / dropkit time (above 1: dropkit is faster). For GEMM, "
+          "'torch eager' is torch.matmul into a preallocated output; dropkit's call allocates its output.")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="about a minute: subsets and fewer repeats")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
+    peak = fma_peak()
+    threads_avail = _core.default_num_threads()
+    threads_list = [1, 2] if threads_avail >= 2 else [1]
+    lines = [
+        f"command: python benchmarks/run.py{' --quick' if args.quick else ''}",
+        f"cpu: {cpu_model()}, {os.cpu_count()} logical CPUs, {threads_avail} usable; dropkit ISA: "
+        f"{dropkit.simd_backend()} (available: {', '.join(_core.available_isas())})",
+        f"FMA peak per core ({dropkit.simd_backend()}, fma_peak.c): "
+        f"{f'{peak:.1f} GFLOP/s' if peak else 'not measured (no cc or no vector ISA)'}",
+        f"python {platform.python_version()}, numpy {np.__version__}, scikit-learn {sklearn.__version__}, "
+        f"torch {torch.__version__ if torch is not None else 'not installed'}, dropkit {dropkit.__version__}",
+    ]
+    bench_gemm(args.quick, peak, threads_list)
+    bench_masks(args.quick, threads_list)
+    clf, sk, trainer, X = bench_small(args.quick)
+    bench_predict(args.quick, clf, sk, trainer, X)
+    bench_large(args.quick, peak)
+    bench_memory(args.quick)
+    lines.append(f"wall time of this run: {time.perf_counter() - t0:.0f} s; load average (1 min) at start "
+                 f"{load0:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print_table("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
