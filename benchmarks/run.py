@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile

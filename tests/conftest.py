@@ -1,5 +1,6 @@
 """Shared fixtures: run a test once per instruction set this CPU supports."""
 import pytest
+from sklearn.datasets import load_digits
 
 from dropkit import _core
 
@@ -35,3 +36,10 @@ def on_every_isa():
         return results
 
     return run
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits scaled to [0, 1]: (X, y)."""
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y

@@ -3,12 +3,10 @@ import os
 import signal
 import threading
 import time
-import warnings
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits, make_multilabel_classification, make_regression
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 import dropkit
@@ -19,13 +17,6 @@ from dropkit import DivergenceError, MLPClassifier, MLPRegressor
 def digits():
     X, y = load_digits(return_X_y=True)
     return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
-
-
-@pytest.fixture(autouse=True)
-def quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
 
 
 def test_digits_with_dropout_and_l2_reaches_high_accuracy(digits):

@@ -9,27 +9,19 @@ import json
 import os
 import pickle
 import struct
-import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
 
 import dropkit
 from dropkit import MLPClassifier, MLPRegressor
 import dropkit.io as dkio
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(autouse=True)
-def quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
 
 
 def digits(n=300):

@@ -1,29 +1,12 @@
 """The regularization suite: weight penalties (L1 proximal and subgradient,
 L2, elastic net, max-norm), activity penalties, DropConnect and Monte Carlo
 dropout, through the kernels, Network and the estimators."""
-import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 
-import dropkit
 from dropkit import ActivityL1, Dense, KLSparsity, MLPClassifier, MLPRegressor, Network, StudentT, _core
 from dropkit import functional as F
-
-
-@pytest.fixture(autouse=True)
-def quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X / 16.0, y
 
 
 def onehot(y, c):

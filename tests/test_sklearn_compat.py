@@ -1,12 +1,9 @@
 """scikit-learn's own estimator checks, run on both estimators."""
 import numpy as np
-import pytest
 from sklearn.utils import shuffle
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from dropkit import MLPClassifier, MLPRegressor
-
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 # The check compares weighted and repeated data with assert_allclose's default
 # rtol=1e-7, which float32 arithmetic cannot meet when the rows are summed in

@@ -15,7 +15,7 @@ from .penalties import ActivityL1, KLSparsity, StudentT
 
 __version__ = "0.1.0"
 __all__ = ["MLPClassifier", "MLPRegressor", "Network", "Dense", "DivergenceError", "ActivityL1", "KLSparsity",
-           "StudentT", "simd_backend",
+           "StudentT", "functional", "simd_backend",
            "available_isas", "set_num_threads", "get_num_threads", "load"]
 
 if _os.environ.get("DROPKIT_ISA") and _os.environ["DROPKIT_ISA"] not in _core.available_isas():
