@@ -265,7 +265,7 @@ def test_pandas_dataframes_work_like_arrays(digits):
 
 
 @pytest.mark.skipif(os.environ.get("DROPKIT_BIG_TESTS") != "1",
-                    reason="needs ~11 GB of memory: set DROPKIT_BIG_TESTS=1")
+                    reason="needs ~17 GB of memory: set DROPKIT_BIG_TESTS=1")
 def test_inputs_past_2_to_the_31_elements():
     """Offsets into X are 64-bit: predict on more than 2**31 float32 values."""
     rng = np.random.default_rng(0)
