@@ -276,3 +276,61 @@ def test_inputs_past_2_to_the_31_elements():
     X[:] = small[np.arange(rows) % 200]  # each block of 200 rows repeats `small`
     proba = clf.predict_proba(X)
     np.testing.assert_array_equal(proba[-200:], proba[:200][(np.arange(rows - 200, rows) % 200)])
+
+
+FUNCTIONAL_CALLS = {
+    "dense": lambda a, b: F.dense(a, b),
+    "gemm": lambda a, b: F.gemm(a, b),
+    "activation_grad": lambda a, b: F.activation_grad(a, b, None, "tanh"),
+    "maxout": lambda a, b: F.maxout(a, 2),
+    "dropout": lambda a, b: F.dropout(a, 0.5, seed=0),
+    "softmax": lambda a, b: F.softmax(a),
+    "softmax_cross_entropy": lambda a, b: F.softmax_cross_entropy(a, b),
+    "binary_cross_entropy": lambda a, b: F.binary_cross_entropy(a, b),
+    "squared_error": lambda a, b: F.squared_error(a, b),
+    "norm": lambda a, b: F.norm(a, 1),
+    "activity_penalty": lambda a, b: F.activity_penalty(a, dropkit.StudentT(0.1)),
+    "network_forward": lambda a, b: dropkit.Network(5, [dropkit.Dense(3)]).forward(a),
+    "network_predict": lambda a, b: dropkit.Network(5, [dropkit.Dense(3)]).predict(a, mc_samples=2),
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(FUNCTIONAL_CALLS)), a=arrays(max_rows=4, max_cols=5),
+       b=arrays(max_rows=5, max_cols=4))
+def test_every_array_function_works_or_fails_cleanly(name, a, b):
+    """Any pair of odd arrays: a result, or ValueError/TypeError; never a crash."""
+    try:
+        with np.errstate(all="ignore"):
+            out = FUNCTIONAL_CALLS[name](a, b)
+    except (ValueError, TypeError) as exc:
+        assert str(exc), name
+        return
+    assert out is not None
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.binary(max_size=400), keep=st.integers(0, 4000))
+def test_loading_arbitrary_bytes_fails_cleanly(tmp_path_factory, data, keep):
+    """Random bytes, and a real model file cut or spliced with them."""
+    path = tmp_path_factory.mktemp("files") / "model.dkm"
+    real = _saved_model_bytes()
+    for content in (data, real[:keep] + data, real[:keep] + data + real[keep + len(data):]):
+        path.write_bytes(content)
+        if content == real:
+            continue
+        with pytest.raises(ValueError):
+            dropkit.load(path)
+
+
+_MODEL_BYTES = []
+
+
+def _saved_model_bytes():
+    if not _MODEL_BYTES:
+        X, y = load_digits(return_X_y=True)
+        path = os.path.join(tempfile.mkdtemp(), "m.dkm")
+        MLPClassifier((8,), max_iter=1, random_state=0).fit(X[:100], y[:100]).save(path)
+        with open(path, "rb") as f:
+            _MODEL_BYTES.append(f.read())
+    return _MODEL_BYTES[0]
