@@ -466,6 +466,50 @@ FloatOut predict(const Network& net, FloatIn X, py::object link, int mc_samples,
   return out;
 }
 
+// ----------------------------------------------------------------------------
+// sparse coding (OMP)
+
+// Dense codes (n, m), or the padded per-signal lists (atoms, coefs, count)
+// from which the Python layer assembles a CSR matrix.
+py::object omp_encode(FloatIn X, FloatIn D, int k, py::object tol, const std::string& output) {
+  require_ndim(X, 2, "X");
+  require_ndim(D, 2, "D");
+  int64_t n = X.shape(0), d = X.shape(1), m = D.shape(0);
+  if (m < 1) bad("D: the dictionary has no atoms");
+  if (D.shape(1) != d)
+    bad("D: atoms have " + std::to_string(D.shape(1)) + " features but X has " + std::to_string(d));
+  if (d < 1) bad("X: signals have no features");
+  if (k < 1 || k > m) bad("k: expected 1 <= k <= n_atoms = " + std::to_string(m) + ", got " + std::to_string(k));
+  double tol_value = -1.0;
+  if (!tol.is_none()) {
+    tol_value = tol.cast<double>();
+    if (!(tol_value >= 0.0)) bad("tol: expected a non-negative squared residual norm");
+  }
+  bool dense = output == "dense";
+  if (!dense && output != "lists") bad("output: expected 'dense' or 'lists', got '" + output + "'");
+  const float *xp = X.data(), *dp = D.data();
+  if (dense) {
+    FloatOut codes({n, m});
+    float* cp = codes.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      DenormalGuard denormals;
+      kernels().omp_encode(cp, nullptr, nullptr, nullptr, xp, dp, n, d, m, k, tol_value);
+    }
+    return codes;
+  }
+  py::array_t<int32_t> atoms({n, (int64_t)k}), count({n});
+  FloatOut coefs({n, (int64_t)k});
+  int32_t *ap = atoms.mutable_data(), *np_ = count.mutable_data();
+  float* cp = coefs.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    DenormalGuard denormals;
+    kernels().omp_encode(nullptr, ap, cp, np_, xp, dp, n, d, m, k, tol_value);
+  }
+  return py::make_tuple(atoms, coefs, count);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -678,4 +722,8 @@ PYBIND11_MODULE(_core, m) {
         py::gil_scoped_release nogil;
         return n.mean_loss(X.data(), Y.data(), w, N, k);
       }, py::arg("X"), py::arg("Y"), py::arg("sample_weight"), py::arg("loss"));
+
+  m.def("omp_encode", &omp_encode, py::arg("X"), py::arg("D"), py::arg("k"), py::arg("tol") = py::none(),
+        py::arg("output") = "dense",
+        "Batch OMP-k codes of the rows of X over the unit-norm rows of D (see sparse_coding.py).");
 }

@@ -120,6 +120,15 @@ struct KernelTable {
   double (*activity_value)(const float* h, int64_t B, int64_t N, ActivityParams p, float* col_mean);
   void (*dropout_accumulate)(float* out, const float* in, int64_t n, uint32_t threshold, float scale,
                              RngKey key);
+
+  // Batch OMP-k (omp.h): codes of the signals X (n, d) over the unit-norm atoms
+  // D (m, d), at most k per signal, stopping early once ||residual||^2 <= tol
+  // (tol < 0: no target). Writes dense (n, m) and/or, per signal, its atoms in
+  // ascending order with their coefficients into atoms, coefs (n, k) (-1 and 0
+  // after the last) and their number into count (n); any output may be null.
+  void (*omp_encode)(float* dense, int32_t* atoms, float* coefs, int32_t* count,
+                     const float* X, const float* D, int64_t n, int64_t d, int64_t m,
+                     int k, double tol);
 };
 
 const KernelTable& kernels();

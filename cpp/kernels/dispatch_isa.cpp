@@ -7,6 +7,7 @@
 #include "kernels/dropout.h"
 #include "kernels/gemm.h"
 #include "kernels/losses.h"
+#include "kernels/omp.h"
 #include "kernels/optimizers.h"
 #include "kernels/penalties.h"
 
@@ -39,6 +40,7 @@ const KernelTable DK_CAT(kernel_table_, DK_ISA) = {
     DK_ISA::max_norm_columns,
     DK_ISA::activity_value,
     DK_ISA::dropout_accumulate,
+    DK_ISA::omp_encode,
 };
 
 }  // namespace dropkit
