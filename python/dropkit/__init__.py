@@ -2,8 +2,9 @@
 
 The estimators (:class:`MLPClassifier`, :class:`MLPRegressor`) follow
 scikit-learn's API; :class:`Network` and :mod:`dropkit.functional` are for
-your own training loops. The arithmetic runs in SIMD C++ kernels chosen for
-this CPU at import (see :func:`simd_backend`).
+your own training loops; :func:`omp_encode` and :class:`OMPFeatures` do
+sparse coding by orthogonal matching pursuit. The arithmetic runs in SIMD C++
+kernels chosen for this CPU at import (see :func:`simd_backend`).
 """
 import os as _os
 import warnings as _warnings
@@ -12,11 +13,12 @@ from . import _core, functional
 from .estimators import DivergenceError, MLPClassifier, MLPRegressor
 from .network import Dense, Network
 from .penalties import ActivityL1, KLSparsity, StudentT
+from .sparse_coding import OMPFeatures, omp_encode
 
 __version__ = "0.1.0"
 __all__ = ["MLPClassifier", "MLPRegressor", "Network", "Dense", "DivergenceError", "ActivityL1", "KLSparsity",
            "StudentT", "functional", "simd_backend",
-           "available_isas", "set_num_threads", "get_num_threads", "load"]
+           "available_isas", "set_num_threads", "get_num_threads", "load", "omp_encode", "OMPFeatures"]
 
 if _os.environ.get("DROPKIT_ISA") and _os.environ["DROPKIT_ISA"] not in _core.available_isas():
     _warnings.warn(f"DROPKIT_ISA={_os.environ['DROPKIT_ISA']!r} is not available on this CPU "
