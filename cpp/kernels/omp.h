@@ -97,7 +97,7 @@ static void update_correlations(float* __restrict alpha, const float* __restrict
     vf acc[OMP_CHAINS];
     for (int u = 0; u < OMP_CHAINS; u++) acc[u] = vload(alpha0 + j + u * W);
     for (int64_t i = 0; i < s; i++) {
-      const vf g = vf{} + gamma[i];  // one broadcast (vbroadcast's loop is not always folded here)
+      const vf g = vbroadcast(gamma[i]);
       const float* G_ij = G_sel + i * m + j;
       for (int u = 0; u < OMP_CHAINS; u++) acc[u] -= g * vload(G_ij + u * W);
     }
@@ -106,7 +106,7 @@ static void update_correlations(float* __restrict alpha, const float* __restrict
 #if DK_VEC_WIDTH > 1
   for (; j + W <= m; j += W) {
     vf acc = vload(alpha0 + j);
-    for (int64_t i = 0; i < s; i++) acc -= (vf{} + gamma[i]) * vload(G_sel + i * m + j);
+    for (int64_t i = 0; i < s; i++) acc -= vbroadcast(gamma[i]) * vload(G_sel + i * m + j);
     vstore(alpha + j, acc);
   }
 #endif
