@@ -31,8 +31,11 @@
 namespace dropkit {
 namespace DK_ISA {
 
-// Largest |alpha_j| at or below this times ||x|| counts as a zero residual:
-// a few hundred float32 roundings of the correlations, ~50x their noise.
+// Largest |alpha_j| at or below this times ||x|| counts as a zero residual.
+// On exactly sparse signals the correlations left after the true atoms are
+// at most ~5e-7 ||x|| (float32 rounding), so this keeps a 20x margin; the
+// price is that with k near d a code may stop a few atoms before a float64
+// OMP would, whose extra coefficients are then below ~1e-5 ||x||.
 constexpr double OMP_ZERO_CORRELATION = 1e-5;
 // A new atom whose squared distance to the span of the chosen ones (the
 // pivot L_ss^2) is below this is dependent on them; float32 G is good to ~1e-7.
