@@ -488,25 +488,28 @@ py::object omp_encode(FloatIn X, FloatIn D, int k, py::object tol, const std::st
   bool dense = output == "dense";
   if (!dense && output != "lists") bad("output: expected 'dense' or 'lists', got '" + output + "'");
   const float *xp = X.data(), *dp = D.data();
-  if (dense) {
-    FloatOut codes({n, m});
-    float* cp = codes.mutable_data();
+  auto run = [&](float* dense_out, int32_t* atoms_out, float* coefs_out, int32_t* count_out) {
+    bool ok;
     {
       py::gil_scoped_release nogil;
       DenormalGuard denormals;
-      kernels().omp_encode(cp, nullptr, nullptr, nullptr, xp, dp, n, d, m, k, tol_value);
+      ok = kernels().omp_encode(dense_out, atoms_out, coefs_out, count_out, xp, dp, n, d, m, k, tol_value);
     }
+    if (!ok) {
+      PyErr_SetString(PyExc_MemoryError,
+                      "omp_encode: not enough memory for the Gram matrix (n_atoms^2 floats) and the work space "
+                      "of each thread (about min(k, n_features) * n_atoms floats)");
+      throw py::error_already_set();
+    }
+  };
+  if (dense) {
+    FloatOut codes({n, m});
+    run(codes.mutable_data(), nullptr, nullptr, nullptr);
     return codes;
   }
   py::array_t<int32_t> atoms({n, (int64_t)k}), count({n});
   FloatOut coefs({n, (int64_t)k});
-  int32_t *ap = atoms.mutable_data(), *np_ = count.mutable_data();
-  float* cp = coefs.mutable_data();
-  {
-    py::gil_scoped_release nogil;
-    DenormalGuard denormals;
-    kernels().omp_encode(nullptr, ap, cp, np_, xp, dp, n, d, m, k, tol_value);
-  }
+  run(nullptr, atoms.mutable_data(), coefs.mutable_data(), count.mutable_data());
   return py::make_tuple(atoms, coefs, count);
 }
 

@@ -126,7 +126,8 @@ struct KernelTable {
   // (tol < 0: no target). Writes dense (n, m) and/or, per signal, its atoms in
   // ascending order with their coefficients into atoms, coefs (n, k) (-1 and 0
   // after the last) and their number into count (n); any output may be null.
-  void (*omp_encode)(float* dense, int32_t* atoms, float* coefs, int32_t* count,
+  // Returns false when its work space could not be allocated.
+  bool (*omp_encode)(float* dense, int32_t* atoms, float* coefs, int32_t* count,
                      const float* X, const float* D, int64_t n, int64_t d, int64_t m,
                      int k, double tol);
 };

@@ -23,6 +23,8 @@
 // No std:: templates in this file: every ISA unit would instantiate its own
 // copy under the same name (see dispatch_isa.cpp).
 #pragma once
+#include <new>
+
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
 #include "kernels/simd.h"
@@ -124,23 +126,43 @@ static void update_correlations(float* __restrict alpha, const float* __restrict
 // ----------------------------------------------------------------------------
 // one signal
 
+// Per-thread work space, allocated once per chunk of signals.
 struct OmpScratch {
   float* alpha;    // (m)
   float* G_sel;    // (kmax, m) rows of G of the chosen atoms
-  double* L;       // (kmax, kmax) Cholesky factor of G_II, row-major lower triangle
-  double* U;       // (kmax, kmax) its transpose, row-major upper triangle
+  double* L;       // (kmax, kmax) Cholesky factor of G_II below the diagonal, its transpose above
   double* z;       // (kmax) L^-1 alpha0_I
   double* v;       // (kmax) work vector of the triangular solves
   double* gamma;   // (kmax) coefficients
   float* gamma_f;  // (kmax)
   int32_t* sel;    // (kmax) chosen atoms in the order chosen
+  float* corr;     // (block, m) correlations of a block of signals
+
+  OmpScratch(int64_t m, int64_t kmax, bool with_gram, int64_t block)
+      : alpha(new float[m]), G_sel(new float[with_gram ? kmax * m : 1]),
+        L(new double[kmax * kmax]), z(new double[kmax]), v(new double[kmax]),
+        gamma(new double[kmax]), gamma_f(new float[kmax]), sel(new int32_t[kmax]),
+        corr(new float[block * m]) {}
+  ~OmpScratch() {
+    delete[] corr;
+    delete[] sel;
+    delete[] gamma_f;
+    delete[] gamma;
+    delete[] v;
+    delete[] z;
+    delete[] L;
+    delete[] G_sel;
+    delete[] alpha;
+  }
+  OmpScratch(const OmpScratch&) = delete;
+  OmpScratch& operator=(const OmpScratch&) = delete;
 };
 
 // Returns the number of atoms chosen, s; sel[0..s) and gamma[0..s) hold them.
 // x_norm2 is ||x||^2; tol < 0 means no residual target. Both triangular
-// solves sweep along contiguous rows (of U forward, of L backward), so their
-// inner loops are independent multiply-adds rather than one long dependency
-// chain of dot products.
+// solves sweep along contiguous rows (of L^T forward, of L backward), so
+// their inner loops are independent multiply-adds rather than one long
+// dependency chain of dot products.
 static int64_t omp_signal(OmpScratch& w, const float* alpha0, const float* G,
                           const double* atom_norm2, int64_t m, int64_t kmax,
                           double x_norm2, double tol) {
@@ -161,8 +183,8 @@ static int64_t omp_signal(OmpScratch& w, const float* alpha0, const float* G,
       for (int64_t i = 0; i < s; i++) {
         const double l = v[i] / w.L[i * kmax + i];
         L_s[i] = l;
-        const double* U_i = w.U + i * kmax;
-        for (int64_t t = i + 1; t < s; t++) v[t] -= U_i[t] * l;
+        const double* Lt_i = w.L + i * kmax;  // row i of L^T, right of the diagonal
+        for (int64_t t = i + 1; t < s; t++) v[t] -= Lt_i[t] * l;
       }
       double norm2 = 0.0;
       for (int64_t i = 0; i < s; i++) norm2 += L_s[i] * L_s[i];
@@ -170,7 +192,7 @@ static int64_t omp_signal(OmpScratch& w, const float* alpha0, const float* G,
     }
     if (pivot2 <= OMP_DEPENDENT_PIVOT) break;
     L_s[s] = __builtin_sqrt(pivot2);
-    for (int64_t t = 0; t <= s; t++) w.U[t * kmax + s] = L_s[t];
+    for (int64_t t = 0; t < s; t++) w.L[t * kmax + s] = L_s[t];
     double zs = alpha0[lam];
     for (int64_t t = 0; t < s; t++) zs -= L_s[t] * w.z[t];
     zs /= L_s[s];
@@ -211,33 +233,21 @@ struct OmpJob {
   const double* atom_norm2;  // (m)
   int64_t n, d, m, k, kmax;
   double tol;
+  int out_of_memory;  // set by a chunk that could not allocate its work space
 };
 
-static void omp_chunk(void* ctx, int64_t begin, int64_t end) {
-  const OmpJob& J = *static_cast<const OmpJob*>(ctx);
-  const int64_t m = J.m, d = J.d, kmax = J.kmax;
-  const int64_t block = imin(OMP_BLOCK, end - begin);
-  float* corr = new float[block * m];
-  OmpScratch w;
-  w.alpha = new float[m];
-  w.G_sel = new float[J.G ? kmax * m : 1];
-  w.L = new double[kmax * kmax];
-  w.U = new double[kmax * kmax];
-  w.z = new double[kmax];
-  w.v = new double[kmax];
-  w.gamma = new double[kmax];
-  w.gamma_f = new float[kmax];
-  w.sel = new int32_t[kmax];
+static void omp_rows(const OmpJob& J, OmpScratch& w, int64_t begin, int64_t end, int64_t block) {
+  const int64_t m = J.m, d = J.d;
   for (int64_t b0 = begin; b0 < end; b0 += block) {
     const int64_t nb = imin(block, end - b0);
     // corr (nb, m) = X_b (nb, d) D^T (d, m)
-    gemm(nb, m, d, 1.0f, J.X + b0 * d, d, false, J.D, d, true, 0.0f, corr, m, nullptr);
+    gemm(nb, m, d, 1.0f, J.X + b0 * d, d, false, J.D, d, true, 0.0f, w.corr, m, nullptr);
     for (int64_t r = 0; r < nb; r++) {
       const int64_t i = b0 + r;
       const float* x_i = J.X + i * d;
       double x_norm2 = 0.0;
       for (int64_t t = 0; t < d; t++) x_norm2 += (double)x_i[t] * x_i[t];
-      int64_t s = omp_signal(w, corr + r * m, J.G, J.atom_norm2, m, kmax, x_norm2, J.tol);
+      int64_t s = omp_signal(w, w.corr + r * m, J.G, J.atom_norm2, m, J.kmax, x_norm2, J.tol);
       // ascending atom order (insertion sort: s is small and no std:: here)
       for (int64_t a = 1; a < s; a++) {
         int32_t key = w.sel[a];
@@ -266,43 +276,55 @@ static void omp_chunk(void* ctx, int64_t begin, int64_t end) {
       if (J.count) J.count[i] = (int32_t)s;
     }
   }
-  delete[] w.sel;
-  delete[] w.gamma_f;
-  delete[] w.gamma;
-  delete[] w.v;
-  delete[] w.z;
-  delete[] w.U;
-  delete[] w.L;
-  delete[] w.G_sel;
-  delete[] w.alpha;
-  delete[] corr;
+}
+
+// An exception must not leave a pool thread, so a chunk that cannot get its
+// work space (k and d in the thousands) reports it instead.
+static void omp_chunk(void* ctx, int64_t begin, int64_t end) {
+  OmpJob& J = *static_cast<OmpJob*>(ctx);
+  const int64_t block = imin(OMP_BLOCK, end - begin);
+  try {
+    OmpScratch w(J.m, J.kmax, J.G != nullptr, block);
+    omp_rows(J, w, begin, end, block);
+  } catch (const std::bad_alloc&) {
+    __atomic_store_n(&J.out_of_memory, 1, __ATOMIC_RELAXED);
+  }
 }
 
 // dense (n, m) or null; atoms, coefs (n, k) or null: the chosen atoms of each
 // signal in ascending order and their coefficients, then -1 and 0; count (n)
 // or null: atoms per signal. X (n, d); D (m, d) with unit-norm rows; k >= 1;
-// tol < 0 for none.
-static void omp_encode(float* dense, int32_t* atoms, float* coefs, int32_t* count,
+// tol < 0 for none. Returns false when the work space could not be
+// allocated (the caller raises; this unit constructs no std:: exception).
+static bool omp_encode(float* dense, int32_t* atoms, float* coefs, int32_t* count,
                        const float* X, const float* D, int64_t n, int64_t d, int64_t m,
                        int k, double tol) {
-  if (n <= 0) return;
+  if (n <= 0) return true;
   // at most d atoms can be independent, and at most m exist
   const int64_t kmax = imin(imin((int64_t)k, m), d < 1 ? 1 : d);
-  double* atom_norm2 = new double[m];
+  struct Shared {  // frees what was allocated, also when an allocation throws
+    double* atom_norm2 = nullptr;
+    float* G = nullptr;
+    ~Shared() {
+      delete[] G;
+      delete[] atom_norm2;
+    }
+  } shared;
+  try {
+    shared.atom_norm2 = new double[m];
+    if (kmax > 1) shared.G = new float[m * m];
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
   for (int64_t j = 0; j < m; j++) {
     double acc = 0.0;
     for (int64_t t = 0; t < d; t++) acc += (double)D[j * d + t] * D[j * d + t];
-    atom_norm2[j] = acc;
+    shared.atom_norm2[j] = acc;
   }
-  float* G = nullptr;
-  if (kmax > 1) {
-    G = new float[m * m];
-    gemm(m, m, d, 1.0f, D, d, false, D, d, true, 0.0f, G, m, nullptr);
-  }
-  OmpJob job{dense, atoms, coefs, count, X, D, G, atom_norm2, n, d, m, k, kmax, tol};
+  if (shared.G) gemm(m, m, d, 1.0f, D, d, false, D, d, true, 0.0f, shared.G, m, nullptr);
+  OmpJob job{dense, atoms, coefs, count, X, D, shared.G, shared.atom_norm2, n, d, m, k, kmax, tol, 0};
   parallel_for(n, OMP_GRAIN, omp_chunk, &job);
-  delete[] G;
-  delete[] atom_norm2;
+  return !job.out_of_memory;
 }
 
 }  // namespace DK_ISA

@@ -98,6 +98,9 @@ def omp_encode(X, D, k, *, tol=None, n_threads=None, output="dense"):
 
     Notes
     -----
+    Memory: for k > 1 the Gram matrix, n_atoms^2 floats, plus per thread
+    about min(k, n_features) * n_atoms floats; MemoryError if that fails.
+
     Atoms are chosen by largest |correlation| with the residual, the first
     atom on exact ties (as ``numpy.argmax`` and scikit-learn). Correlations
     are float32, so atoms whose correlations differ by less than about
