@@ -254,7 +254,7 @@ class OMPFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def _zca(self, X):
         mean = X.mean(axis=0, dtype=np.float64)
         Xc = X - mean
-        cov = (Xc.T @ Xc.astype(np.float64)) / X.shape[0]
+        cov = (Xc.T @ Xc) / X.shape[0]
         eigval, eigvec = np.linalg.eigh(cov)
         eigval = np.maximum(eigval, 0.0)
         level = eigval.mean()
