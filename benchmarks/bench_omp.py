@@ -71,7 +71,7 @@ def main():
     p.add_argument("--atoms", type=int, default=1024)
     p.add_argument("--k", type=int, nargs="+", default=[8, 1])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=3, help="dropkit runs per setting (best is kept)")
+    p.add_argument("--repeat", type=int, default=5, help="dropkit runs per setting (best is kept)")
     p.add_argument("--no-sparse-encode", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()

@@ -14,7 +14,7 @@ MLP) are trained on three kinds of input:
   codes are summed over the four quadrants of the image (4 x 256 features).
 
 The table gives test accuracy and the wall time of fit + predict (dictionary
-learning included). About a minute on 2 cores. The test set is 540 images:
+learning included). Under a minute on 2 cores. The test set is 540 images:
 one image is 0.19 points.
 """
 import time
