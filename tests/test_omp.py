@@ -5,7 +5,6 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from sklearn.datasets import load_digits
 from sklearn.linear_model import orthogonal_mp_gram
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -85,10 +84,16 @@ def assert_codes_agree(H, ref, gaps, max_tie_fraction=0.05):
 
 
 @pytest.fixture(scope="module")
-def learned_dictionary():
-    X = StandardScaler().fit_transform(load_digits().data)
+def standardized_digits(digits):
+    X, y = digits
+    return StandardScaler().fit_transform(X).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def learned_dictionary(standardized_digits):
+    X, _ = standardized_digits
     D = OMPFeatures(96, k=4, n_iter=5, random_state=0).fit(X).components_
-    return X[:150].astype(np.float32), D
+    return X[:150], D
 
 
 # ----------------------------------------------------------------------------
@@ -274,15 +279,9 @@ def test_slightly_unnormalised_atoms_are_accepted():
 # OMPFeatures
 
 
-@pytest.fixture(scope="module")
-def digits():
-    data = load_digits()
-    return StandardScaler().fit_transform(data.data).astype(np.float32), data.target
-
-
 @pytest.mark.parametrize("k", [1, 3])
-def test_features_are_split_sign_codes(digits, k):
-    X, _ = digits
+def test_features_are_split_sign_codes(standardized_digits, k):
+    X, _ = standardized_digits
     f = OMPFeatures(40, k=k, n_iter=4, random_state=0).fit(X)
     assert f.components_.shape == (40, 64) and f.components_.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(f.components_, axis=1), 1.0, atol=1e-6)
@@ -296,8 +295,8 @@ def test_features_are_split_sign_codes(digits, k):
 
 
 @pytest.mark.parametrize("k", [1, 4])
-def test_learning_lowers_the_coding_error(digits, k):
-    X, _ = digits
+def test_learning_lowers_the_coding_error(standardized_digits, k):
+    X, _ = standardized_digits
     f = OMPFeatures(64, k=k, n_iter=8, random_state=0).fit(X)
     assert f.n_iter_ == 8 and len(f.error_) == 8
     assert f.error_[-1] < 0.8 * f.error_[0]
@@ -329,7 +328,7 @@ def test_more_atoms_than_samples_and_constant_data():
     assert np.isfinite(f.transform(X)).all()
 
 
-def test_whitening_decorrelates(digits):
+def test_whitening_decorrelates():
     rng = np.random.default_rng(0)
     Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
     X = rng.standard_normal((2000, 6)) @ (np.arange(1.0, 7.0)[:, None] * Q) + 3.0
@@ -339,8 +338,8 @@ def test_whitening_decorrelates(digits):
     assert OMPFeatures(8, n_iter=1).fit(X).whitening_ is None
 
 
-def test_fit_is_deterministic_and_thread_independent(digits):
-    X, _ = digits
+def test_fit_is_deterministic_and_thread_independent(standardized_digits):
+    X, _ = standardized_digits
     a = OMPFeatures(32, k=2, n_iter=3, random_state=5, n_threads=1).fit(X).components_
     b = OMPFeatures(32, k=2, n_iter=3, random_state=5, n_threads=2).fit(X).components_
     np.testing.assert_array_equal(a, b)
@@ -360,9 +359,8 @@ def test_features_bad_parameters(params, error, pattern):
         OMPFeatures(**params).fit(np.random.default_rng(0).standard_normal((20, 4)))
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_pipeline_with_mlp_and_grid_search(digits):
-    X, y = digits
+def test_pipeline_with_mlp_and_grid_search(standardized_digits):
+    X, y = standardized_digits
     pipe = make_pipeline(OMPFeatures(64, random_state=0, n_iter=3),
                          MLPClassifier((64,), max_iter=30, random_state=0))
     pipe.fit(X[:1200], y[:1200])
