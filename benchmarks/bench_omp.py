@@ -34,17 +34,9 @@ from sklearn.linear_model import orthogonal_mp_gram
 from threadpoolctl import threadpool_limits
 
 import dropkit
+from _machine import cpu_model
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def timed(fn, repeat=1):

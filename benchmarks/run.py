@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 import dropkit  # noqa: E402
 from dropkit import _core  # noqa: E402
+from _machine import cpu_model  # noqa: E402
 
 try:
     import torch
@@ -73,15 +74,6 @@ def timeit_min(fn, reps, inner=1):
 # the machine
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fma_peak():
