@@ -135,7 +135,7 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
   return x;
 }
 
-void Network::backward(Workspace& ws, const float* dout, float* dX) {
+void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumulate) {
   const KernelTable& K = kernels();
   int64_t B = ws.batch_in_use;
   const float* da = dout;
@@ -160,13 +160,16 @@ void Network::backward(Workspace& ws, const float* dout, float* dX) {
       K.maxout_backward(dz, da, ws.argmax[l].data(), B, S.units, S.pieces);
     } else {
       float* dslope = s_off_[l] >= 0 ? grads_.data() + s_off_[l] : nullptr;
+      if (dslope && !accumulate) std::fill_n(dslope, S.units, 0.0f);
       ActParams p{S.act, S.act_param, s_off_[l] >= 0 ? params_.data() + s_off_[l] : nullptr};
       K.act_backward(dz, dslope, da, z, ws.out_ptr[l], B, width, p, activity);
     }
     // db += sum_b dz;  dW (n_in, width) += x_in^T (n_in, B) dz (B, width)
+    if (!accumulate) std::fill_n(grads_.data() + b_off_[l], width, 0.0f);
     K.column_sums(grads_.data() + b_off_[l], dz, B, width);
     float* dW = grads_.data() + w_off_[l];
     if (S.dropconnect > 0.0f) {
+      if (!accumulate) std::fill_n(dW, S.n_in * width, 0.0f);
       // only the weights this step kept get a gradient, scaled as they were
       ws.scratch.resize(S.n_in * width);
       K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f,
@@ -175,7 +178,8 @@ void Network::backward(Workspace& ws, const float* dout, float* dX) {
                            keep_scale(S.dropconnect, DropoutMode::inverted),
                            mask_key(seed, l, kWeightMask, step));
     } else {
-      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 1.0f, dW, width, nullptr);
+      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, accumulate ? 1.0f : 0.0f,
+             dW, width, nullptr);
     }
     if (l == 0 && !dX) break;
     // d_in (B, n_in) = dz (B, width) W^T (width, n_in), then back through the dropout mask
@@ -312,8 +316,7 @@ EpochResult Network::train_epoch(const float* X, const float* Y, const float* sa
       r.diverged = true;
       break;
     }
-    zero_grad();
-    backward(train_ws, dout_.data(), nullptr);
+    backward(train_ws, dout_.data(), nullptr, /*accumulate=*/false);
     optimizer_step();
     r.loss_sum += batch_loss;
     r.weight_sum += wsum;

@@ -90,8 +90,10 @@ class Network {
   const float* forward(Workspace& ws, const float* X, int64_t B, bool training, uint64_t mask_seed,
                        uint32_t mask_step) const;
   // Backward from dout (B, n_out), accumulating into grads(); writes the
-  // gradient w.r.t. X into dX when it is not null.
-  void backward(Workspace& ws, const float* dout, float* dX);
+  // gradient w.r.t. X into dX when it is not null. With accumulate false the
+  // gradients overwrite grads() instead, which saves zeroing the buffer and
+  // reading it back in every step of an epoch (each segment is written once).
+  void backward(Workspace& ws, const float* dout, float* dX, bool accumulate = true);
   void zero_grad();
   void optimizer_step();  // one fused pass per parameter segment, then step++
   // sum over layers of l1 |W|_1 + (l2/2) |W|^2 (biases too with penalize_bias)

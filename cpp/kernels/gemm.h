@@ -97,6 +97,32 @@ static void pack_a(float* __restrict Ap, const float* __restrict A, int64_t lda,
   }
 }
 
+#if DK_VEC_WIDTH > 1 && defined(__AVX__)
+// dst[i * ldd + r] = src[r * lds + i] for an 8 x 8 block
+static inline void transpose_8x8(float* __restrict dst, int64_t ldd, const float* __restrict src, int64_t lds) {
+  __m256 r0 = _mm256_loadu_ps(src + 0 * lds), r1 = _mm256_loadu_ps(src + 1 * lds);
+  __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
+  __m256 r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
+  __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
 // Bp holds ceil(nc/NR) strips; strip s is (kc, NR) of op(B), zero past the edge.
 static void pack_b(float* __restrict Bp, const float* __restrict B, int64_t ldb, bool trans_b,
                    int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
@@ -111,7 +137,20 @@ static void pack_b(float* __restrict Bp, const float* __restrict B, int64_t ldb,
       continue;
     }
     if (trans_b) {  // op(B) = B^T: column c of the strip is a contiguous row of B
-      for (int64_t c = 0; c < NR; c++) {
+      int64_t c_done = 0;
+#if DK_VEC_WIDTH > 1 && defined(__AVX__)
+      // 8 x 8 blocks transposed in registers: element-wise copies cost a
+      // store each, as much as the products dX = dZ W^T they feed
+      const int64_t k8 = kc & ~(int64_t)7;
+      for (; c_done + 8 <= cols; c_done += 8) {
+        const float* b_c = B + (j0 + s + c_done) * ldb + k0;
+        for (int64_t k = 0; k < k8; k += 8)
+          transpose_8x8(dst + k * NR + c_done, NR, b_c + k, ldb);
+        for (int64_t c = c_done; c < c_done + 8; c++)
+          for (int64_t k = k8; k < kc; k++) dst[k * NR + c] = B[(j0 + s + c) * ldb + k0 + k];
+      }
+#endif
+      for (int64_t c = c_done; c < NR; c++) {
         if (c < cols) {
           const float* b_c = B + (j0 + s + c) * ldb + k0;
           for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = b_c[k];
@@ -139,16 +178,22 @@ struct TileOut {
   const float* bias;     // (NR) slice, or null; applied on the last panel
 };
 
+//
+// ROWS < MR serves the last strip of rows when M is not a multiple of MR (a
+// batch of 32 is 5 strips of 6 and one of 2): only its rows are computed and
+// stored, each element by the same sequence of multiply-adds as in a whole
+// tile, so results do not depend on where a row falls.
+template <int ROWS>
 static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bs,
                                 int64_t ldbs, float* __restrict C, int64_t ldc, const TileOut& o) {
-  vf acc[MR][NV];
-  for (int r = 0; r < MR; r++)
+  vf acc[ROWS][NV];
+  for (int r = 0; r < ROWS; r++)
     for (int v = 0; v < NV; v++) acc[r][v] = vbroadcast(0.0f);
   for (int64_t k = 0; k < kc; k++) {
     vf b[NV];
     for (int v = 0; v < NV; v++) b[v] = vload(Bs + k * ldbs + v * W);
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < ROWS; r++) {
       vf a = vbroadcast(Ap[k * MR + r]);
       for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
     }
@@ -156,7 +201,7 @@ static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const fl
   const vf alpha = vbroadcast(o.alpha), beta = vbroadcast(o.beta);
   vf bias[NV];
   for (int v = 0; v < NV; v++) bias[v] = o.last && o.bias ? vload(o.bias + v * W) : vbroadcast(0.0f);
-  for (int r = 0; r < MR; r++) {
+  for (int r = 0; r < ROWS; r++) {
     for (int v = 0; v < NV; v++) {
       float* c = C + r * ldc + v * W;
       vf out;
@@ -171,6 +216,24 @@ static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const fl
     }
   }
 }
+
+// A tile of rows < MR whole rows of C.
+static void micro_kernel_rows(int64_t rows, int64_t kc, const float* Ap, const float* Bs, int64_t ldbs,
+                              float* C, int64_t ldc, const TileOut& o) {
+  switch (rows) {
+    case 1: micro_kernel<1>(kc, Ap, Bs, ldbs, C, ldc, o); break;
+#if DK_VEC_WIDTH == 1
+    case 2: micro_kernel<2>(kc, Ap, Bs, ldbs, C, ldc, o); break;
+    default: micro_kernel<3>(kc, Ap, Bs, ldbs, C, ldc, o); break;
+#else
+    case 2: micro_kernel<2>(kc, Ap, Bs, ldbs, C, ldc, o); break;
+    case 3: micro_kernel<3>(kc, Ap, Bs, ldbs, C, ldc, o); break;
+    case 4: micro_kernel<4>(kc, Ap, Bs, ldbs, C, ldc, o); break;
+    default: micro_kernel<5>(kc, Ap, Bs, ldbs, C, ldc, o); break;
+#endif
+  }
+}
+static_assert(MR == (DK_VEC_WIDTH == 1 ? 4 : 6), "micro_kernel_rows covers 1 .. MR - 1 rows");
 
 // Activation of a finished (rows, cols) tile of z at (i0, j0), while in L1.
 static inline void tile_activation(const Epilogue* ep, const float* C, int64_t ldc, int64_t i0,
@@ -254,11 +317,13 @@ static void gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
             int64_t rows = imin(MR, mc - ir);
             float* c = g.C + (ic + ir) * g.ldc + jc + jr;
             if (rows == MR && cols == NR) {
-              micro_kernel(kc, buf.a + ir * kc, Bs, ldbs, c, g.ldc, o);
+              micro_kernel<MR>(kc, buf.a + ir * kc, Bs, ldbs, c, g.ldc, o);
+            } else if (cols == NR) {
+              micro_kernel_rows(rows, kc, buf.a + ir * kc, Bs, ldbs, c, g.ldc, o);
             } else {
               for (int64_t r = 0; r < MR; r++)
                 for (int64_t j = 0; j < NR; j++) edge[r * NR + j] = r < rows && j < cols ? c[r * g.ldc + j] : 0.0f;
-              micro_kernel(kc, buf.a + ir * kc, Bs, ldbs, edge, NR, o);
+              micro_kernel<MR>(kc, buf.a + ir * kc, Bs, ldbs, edge, NR, o);
               for (int64_t r = 0; r < rows; r++)
                 for (int64_t j = 0; j < cols; j++) c[r * g.ldc + j] = edge[r * NR + j];
             }

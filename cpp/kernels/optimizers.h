@@ -29,7 +29,8 @@ static inline float sign_of(float w) { return w > 0.0f ? 1.0f : (w < 0.0f ? -1.0
 
 // One loop per optimizer, each over rows and then contiguous columns, so that
 // the inner loop vectorises (no branches, no aliasing between the buffers).
-// The soft threshold always runs: with t = 0 it returns w unchanged.
+// The soft threshold runs even without L1 (with t = 0 it returns w unchanged),
+// except in the Adam loop, which has a branch-free twin for that case.
 static void optimizer_step(float* __restrict w, const float* __restrict g, float* __restrict m,
                            float* __restrict v, int64_t rows, int64_t cols, OptParams p,
                            float* __restrict col_sq) {
@@ -79,6 +80,20 @@ static void optimizer_step(float* __restrict w, const float* __restrict g, float
         break;
       }
       case Optimizer::adam:
+        if (l1_sub == 0.0f && l1_prox == 0.0f) {
+          // without L1 the sign and the soft threshold are identities (up to
+          // the sign of a zero): a third fewer operations in the common case
+          for (int64_t j = 0; j < cols; j++) {
+            float gi = g_r[j] + l2 * w_r[j];
+            float mi = b1 * m_r[j] + (1.0f - b1) * gi;
+            float vi = b2 * v_r[j] + (1.0f - b2) * gi * gi;
+            m_r[j] = mi;
+            v_r[j] = vi;
+            float step = lr / (__builtin_sqrtf(vi) * inv_sqrt_bc2 + eps);
+            w_r[j] = w_r[j] * decay - step * (mi * inv_bc1);
+          }
+          break;
+        }
         for (int64_t j = 0; j < cols; j++) {
           float gi = g_r[j] + l2 * w_r[j] + l1_sub * sign_of(w_r[j]);
           float mi = b1 * m_r[j] + (1.0f - b1) * gi;
