@@ -702,17 +702,9 @@ PYBIND11_MODULE(_core, m) {
         return n.train_ws.activity;
       })
       .def("last_batch_stats", [](const Network& n, float threshold) {
-        // mean |h| and active fraction per hidden layer on the last training batch
         size_t hidden = n.layers().size() - 1;
-        std::vector<double> mean_abs(hidden, 0.0), active(hidden, 0.0);
-        int64_t B = n.train_ws.batch_in_use;
-        if (B == 0 || n.train_ws.out_ptr.empty() || !n.train_ws.out_ptr[0]) return py::make_tuple(mean_abs, active);
-        n.batch_stats(n.train_ws, threshold, mean_abs.data(), active.data());
-        for (size_t l = 0; l < hidden; l++) {
-          double count = (double)B * n.layers()[l].units;
-          mean_abs[l] /= count;
-          active[l] /= count;
-        }
+        std::vector<double> mean_abs(hidden), active(hidden);
+        n.last_batch_stats(threshold, mean_abs.data(), active.data());
         return py::make_tuple(mean_abs, active);
       }, py::arg("threshold"))
       .def("mean_loss", [](const Network& n, FloatIn X, FloatIn Y, py::object sw, const std::string& loss) {

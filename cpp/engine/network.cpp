@@ -361,7 +361,7 @@ void Network::predict(const float* X, int64_t n, float* out, bool link, Loss los
   }
 }
 
-void Network::batch_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const {
+void Network::accumulate_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const {
   for (size_t l = 0; l + 1 < layers_.size(); l++) {
     const float* h = ws.out_ptr[l];
     for (int64_t i = 0; i < ws.batch_in_use * layers_[l].units; i++) {
@@ -369,6 +369,14 @@ void Network::batch_stats(const Workspace& ws, float threshold, double* sum_abs,
       sum_abs[l] += m;
       active[l] += m > threshold ? 1.0 : 0.0;
     }
+  }
+}
+
+void Network::stats_to_means(int64_t rows, double* mean_abs, double* active) const {
+  for (size_t l = 0; l + 1 < layers_.size(); l++) {
+    double count = (double)rows * layers_[l].units;
+    mean_abs[l] /= count;
+    active[l] /= count;
   }
 }
 
@@ -382,13 +390,19 @@ void Network::hidden_stats(const float* X, int64_t n, float threshold, double* m
   for (int64_t start = 0; start < n; start += block) {
     int64_t B = std::min(block, n - start);
     forward(ws, X + start * n_inputs_, B, false, 0, 0);
-    batch_stats(ws, threshold, mean_abs, active);
+    accumulate_stats(ws, threshold, mean_abs, active);
   }
-  for (size_t l = 0; l < hidden; l++) {
-    double count = (double)n * layers_[l].units;
-    mean_abs[l] /= count;
-    active[l] /= count;
-  }
+  stats_to_means(n, mean_abs, active);
+}
+
+void Network::last_batch_stats(float threshold, double* mean_abs, double* active) const {
+  size_t hidden = layers_.size() - 1;
+  std::fill(mean_abs, mean_abs + hidden, 0.0);
+  std::fill(active, active + hidden, 0.0);
+  int64_t B = train_ws.batch_in_use;
+  if (B == 0 || train_ws.out_ptr.empty() || !train_ws.out_ptr[0]) return;
+  accumulate_stats(train_ws, threshold, mean_abs, active);
+  stats_to_means(B, mean_abs, active);
 }
 
 double Network::mean_loss(const float* X, const float* Y, const float* sample_weight, int64_t n,

@@ -112,8 +112,8 @@ class Network {
   // Per hidden layer, the mean |output| and the fraction of outputs above
   // `threshold` in magnitude, over X without dropout.
   void hidden_stats(const float* X, int64_t n, float threshold, double* mean_abs, double* active) const;
-  // The same figures for the batch last run through `ws` (sums, not yet divided).
-  void batch_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const;
+  // The same figures for the last training batch (zeros before any).
+  void last_batch_stats(float threshold, double* mean_abs, double* active) const;
   // Mean weighted loss over (X, Y), without penalties.
   double mean_loss(const float* X, const float* Y, const float* sample_weight, int64_t n,
                    Loss loss) const;
@@ -123,6 +123,10 @@ class Network {
  private:
   void ensure(Workspace& ws, int64_t B) const;
   void step_segment(int l, float* col_sq);
+  // Adds sum |h| and the count of |h| > threshold per hidden layer for the batch in ws.
+  void accumulate_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const;
+  // Turns those sums over `rows` rows into means and fractions.
+  void stats_to_means(int64_t rows, double* mean_abs, double* active) const;
 
   int64_t n_inputs_;
   std::vector<LayerSpec> layers_;
