@@ -417,8 +417,10 @@ class _BaseMLP(BaseEstimator):
         stochastic passes (through `link` first, so probabilities are averaged)."""
         check_is_fitted(self)
         if not self._is_plain_input(X):
-            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        X = to_float32(X, "X")
+            X = to_float32(validate_data(self, X, reset=False, dtype=(np.float64, np.float32)), "X")
+        elif X.dtype != np.float32 or not X.flags.c_contiguous:
+            X = to_float32(X, "X")  # known finite; float64 may still overflow float32
+        # else: a finite C-contiguous float32 array, used as it is (no second finiteness pass)
         with thread_count(self.n_threads):
             if mc_samples is None:
                 return self._network._core.predict(X, link)
