@@ -129,12 +129,13 @@ def gemm_bound(a, b, k, alpha):
     return 2 * (k + 4) * U32 * abs(alpha) * (np.abs(a) @ np.abs(b)) + 1e-37
 
 
-# The later sizes sit just past the micro-tile (6 or 4 rows, 16/32/4 columns),
-# the inner-dimension panel (256, or 192 on AVX-512), the row block (144) and the
+# The later sizes sit just past the micro-tile (12, 6 or 4 rows, 32/16/4
+# columns), the inner-dimension panel (256), the row block (288 or 144) and the
 # column block (1024 or 512), with single rows that read B in place.
 GEMM_SIZES = [(1, 1, 1), (7, 17, 15), (16, 1, 1023), (1, 1023, 7), (33, 1023, 16),
               (130, 65, 17), (17, 16, 300), (150, 530, 300), (5, 2100, 9),
-              (6, 33, 257), (13, 32, 193), (145, 17, 16), (1, 1025, 40), (2, 15, 513), (12, 1041, 7)]
+              (6, 33, 257), (13, 32, 193), (145, 17, 16), (1, 1025, 40), (2, 15, 513), (12, 1041, 7),
+              (11, 31, 5), (25, 65, 258), (289, 40, 30), (23, 1030, 12)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
@@ -176,7 +177,8 @@ def test_gemm_same_bits_for_any_thread_count(isa):
 
 # Large enough that the product is split over threads, with edges in every
 # direction: rows, columns, or both split, and single rows reading B in place.
-THREAD_SIZES = [(300, 530, 300), (7, 1100, 1023), (1023, 17, 300), (145, 530, 257), (1, 2100, 1500)]
+THREAD_SIZES = [(300, 530, 300), (7, 1100, 1023), (1023, 17, 300), (145, 530, 257), (1, 2100, 1500),
+                (289, 530, 257)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])

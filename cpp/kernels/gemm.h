@@ -29,15 +29,20 @@ namespace DK_ISA {
 // ----------------------------------------------------------------------------
 // blocking
 
+// AVX-512 has 32 vector registers: a 12 x 32 tile keeps 24 accumulators, two
+// rows of B and a broadcast in them, enough independent multiply-adds to
+// cover the FMA latency with loads to spare. AVX2's 16 registers fit 6 x 16.
 #if DK_VEC_WIDTH == 1
 constexpr int MR = 4, NR = 4;
+#elif DK_VEC_WIDTH == 16
+constexpr int MR = 12, NR = 2 * W;
 #else
 constexpr int MR = 6, NR = 2 * W;
 #endif
 constexpr int NV = NR / (W > NR ? NR : W);  // vectors per micro-tile row
 // A (KC, NR) strip of B stays in L1 while the micro-kernel walks the rows of
 // an (MC, KC) block of A, which stays in L2; a (KC, NC) block of B sits in L3.
-constexpr int64_t KC = W == 16 ? 192 : 256;
+constexpr int64_t KC = 256;
 constexpr int64_t MC = MR * 24;
 constexpr int64_t NC = NR * (W == 16 ? 32 : 64);
 
@@ -192,7 +197,7 @@ static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const fl
   for (int64_t k = 0; k < kc; k++) {
     vf b[NV];
     for (int v = 0; v < NV; v++) b[v] = vload(Bs + k * ldbs + v * W);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < ROWS; r++) {
       vf a = vbroadcast(Ap[k * MR + r]);
       for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
@@ -218,22 +223,18 @@ static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const fl
 }
 
 // A tile of rows < MR whole rows of C.
+template <int R>
+static inline void micro_kernel_rows_(int64_t rows, int64_t kc, const float* Ap, const float* Bs, int64_t ldbs,
+                                      float* C, int64_t ldc, const TileOut& o) {
+  if constexpr (R > 1) {
+    if (rows < R) return micro_kernel_rows_<R - 1>(rows, kc, Ap, Bs, ldbs, C, ldc, o);
+  }
+  micro_kernel<R>(kc, Ap, Bs, ldbs, C, ldc, o);
+}
 static void micro_kernel_rows(int64_t rows, int64_t kc, const float* Ap, const float* Bs, int64_t ldbs,
                               float* C, int64_t ldc, const TileOut& o) {
-  switch (rows) {
-    case 1: micro_kernel<1>(kc, Ap, Bs, ldbs, C, ldc, o); break;
-#if DK_VEC_WIDTH == 1
-    case 2: micro_kernel<2>(kc, Ap, Bs, ldbs, C, ldc, o); break;
-    default: micro_kernel<3>(kc, Ap, Bs, ldbs, C, ldc, o); break;
-#else
-    case 2: micro_kernel<2>(kc, Ap, Bs, ldbs, C, ldc, o); break;
-    case 3: micro_kernel<3>(kc, Ap, Bs, ldbs, C, ldc, o); break;
-    case 4: micro_kernel<4>(kc, Ap, Bs, ldbs, C, ldc, o); break;
-    default: micro_kernel<5>(kc, Ap, Bs, ldbs, C, ldc, o); break;
-#endif
-  }
+  micro_kernel_rows_<MR - 1>(rows, kc, Ap, Bs, ldbs, C, ldc, o);
 }
-static_assert(MR == (DK_VEC_WIDTH == 1 ? 4 : 6), "micro_kernel_rows covers 1 .. MR - 1 rows");
 
 // Activation of a finished (rows, cols) tile of z at (i0, j0), while in L1.
 static inline void tile_activation(const Epilogue* ep, const float* C, int64_t ldc, int64_t i0,
