@@ -175,6 +175,22 @@ def test_gemm_same_bits_for_any_thread_count(isa):
     assert np.array_equal(one.view(np.uint32), two.view(np.uint32))
 
 
+@pytest.mark.parametrize("n, k", [(10, 64), (256, 256), (600, 300), (1100, 7)])
+def test_dense_one_row_same_bits_as_in_a_batch(isa, n, k):
+    """A single row takes its own kernel (several column strips at once); each
+    output must still be the same sum, so predicting one sample or a batch
+    gives identical bits."""
+    rng = np.random.default_rng(n + k)
+    x = rng.standard_normal((13, k)).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    batch = _core.dense_forward(x, w, b, "relu")[0]
+    for i in (0, 5, 12):
+        one = _core.dense_forward(x[i:i + 1].copy(), w, b, "relu")[0]
+        assert np.array_equal(one.view(np.uint32), batch[i:i + 1].view(np.uint32))
+    assert np.array_equal(_core.gemm(x[:1].copy(), w).view(np.uint32), _core.gemm(x, w)[:1].view(np.uint32))
+
+
 # Large enough that the product is split over threads, with edges in every
 # direction: rows, columns, or both split, and single rows reading B in place.
 THREAD_SIZES = [(300, 530, 300), (7, 1100, 1023), (1023, 17, 300), (145, 530, 257), (1, 2100, 1500),

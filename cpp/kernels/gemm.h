@@ -2,7 +2,7 @@
 //
 // C (M, N) = alpha * op(A) op(B) + beta * C for the three products of a dense
 // layer: forward X W, dX = dZ W^T, dW += X^T dZ. Panels of op(A) and op(B) are
-// packed (which also absorbs the transposes and zero-pads the edges), and an
+// packed (which also absorbs the transposes and zero-pads the edges of B), and an
 // MR x NR register-blocked micro-kernel does the arithmetic; on the last
 // panel of the inner dimension the tile gets bias and activation before it
 // leaves the registers.
@@ -71,7 +71,7 @@ static void gemm_reference(int64_t M, int64_t N, int64_t K, float alpha,
 // packing
 
 // Ap holds ceil(mc/MR) strips; strip s is (kc, MR): row r of the strip at k
-// is op(A)[i0 + s*MR + r, k0 + k], zero past the edge.
+// is op(A)[i0 + s*MR + r, k0 + k], left unset past the edge.
 static void pack_a(float* __restrict Ap, const float* __restrict A, int64_t lda, bool trans_a,
                    int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
   for (int64_t s = 0; s < mc; s += MR) {
@@ -89,14 +89,11 @@ static void pack_a(float* __restrict Ap, const float* __restrict A, int64_t lda,
       }
       continue;
     }
+    // a short last strip: its missing rows are never read (micro_kernel<rows>)
     for (int64_t k = 0; k < kc; k++) {
-      for (int r = 0; r < MR; r++) {
-        float v = 0.0f;
-        if (r < rows) {
-          int64_t i = i0 + s + r, kk = k0 + k;
-          v = trans_a ? A[kk * lda + i] : A[i * lda + kk];
-        }
-        dst[k * MR + r] = v;
+      for (int r = 0; r < rows; r++) {
+        int64_t i = i0 + s + r, kk = k0 + k;
+        dst[k * MR + r] = trans_a ? A[kk * lda + i] : A[i * lda + kk];
       }
     }
   }
@@ -188,6 +185,19 @@ struct TileOut {
 // batch of 32 is 5 strips of 6 and one of 2): only its rows are computed and
 // stored, each element by the same sequence of multiply-adds as in a whole
 // tile, so results do not depend on where a row falls.
+// c = alpha * acc + (beta * c, or c on later panels), + bias on the last panel
+static inline void store_sum(float* c, vf acc, vf alpha, vf beta, int64_t col, const TileOut& o) {
+  vf out;
+  if (!o.first)
+    out = vload(c) + alpha * acc;
+  else if (o.beta == 0.0f)
+    out = alpha * acc;
+  else
+    out = alpha * acc + beta * vload(c);
+  if (o.last && o.bias) out += vload(o.bias + col);
+  vstore(c, out);
+}
+
 template <int ROWS>
 static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bs,
                                 int64_t ldbs, float* __restrict C, int64_t ldc, const TileOut& o) {
@@ -204,25 +214,31 @@ static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const fl
     }
   }
   const vf alpha = vbroadcast(o.alpha), beta = vbroadcast(o.beta);
-  vf bias[NV];
-  for (int v = 0; v < NV; v++) bias[v] = o.last && o.bias ? vload(o.bias + v * W) : vbroadcast(0.0f);
-  for (int r = 0; r < ROWS; r++) {
-    for (int v = 0; v < NV; v++) {
-      float* c = C + r * ldc + v * W;
-      vf out;
-      if (!o.first)
-        out = vload(c) + alpha * acc[r][v];
-      else if (o.beta == 0.0f)
-        out = alpha * acc[r][v];
-      else
-        out = alpha * acc[r][v] + beta * vload(c);
-      if (o.last && o.bias) out += bias[v];
-      vstore(c, out);
-    }
-  }
+  for (int r = 0; r < ROWS; r++)
+    for (int v = 0; v < NV; v++) store_sum(C + r * ldc + v * W, acc[r][v], alpha, beta, v * W, o);
 }
 
-// A tile of rows < MR whole rows of C.
+// One row of C across S strips at once. A one-row tile has only NV
+// independent sums, each a chain of dependent multiply-adds bound by the FMA
+// latency; S strips side by side give S * NV chains. Every element is summed
+// in the same order as in micro_kernel, so results do not change.
+template <int S>
+static inline void row_kernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bs,
+                              int64_t ldbs, float* __restrict C, const TileOut& o) {
+  constexpr int V = S * NV;
+  vf acc[V];
+  for (int v = 0; v < V; v++) acc[v] = vbroadcast(0.0f);
+  for (int64_t k = 0; k < kc; k++) {
+    vf a = vbroadcast(Ap[k * MR]);
+    for (int v = 0; v < V; v++) acc[v] += a * vload(Bs + k * ldbs + v * W);
+  }
+  const vf alpha = vbroadcast(o.alpha), beta = vbroadcast(o.beta);
+  for (int v = 0; v < V; v++) store_sum(C + v * W, acc[v], alpha, beta, v * W, o);
+}
+// strips a single row computes together: enough chains to cover the latency
+constexpr int ROW_GROUP = W == 1 ? 1 : W == 16 ? 8 : 4;
+
+// A tile of rows <= MR whole rows of C.
 template <int R>
 static inline void micro_kernel_rows_(int64_t rows, int64_t kc, const float* Ap, const float* Bs, int64_t ldbs,
                                       float* C, int64_t ldc, const TileOut& o) {
@@ -233,7 +249,7 @@ static inline void micro_kernel_rows_(int64_t rows, int64_t kc, const float* Ap,
 }
 static void micro_kernel_rows(int64_t rows, int64_t kc, const float* Ap, const float* Bs, int64_t ldbs,
                               float* C, int64_t ldc, const TileOut& o) {
-  micro_kernel_rows_<MR - 1>(rows, kc, Ap, Bs, ldbs, C, ldc, o);
+  micro_kernel_rows_<MR>(rows, kc, Ap, Bs, ldbs, C, ldc, o);
 }
 
 // Activation of a finished (rows, cols) tile of z at (i0, j0), while in L1.
@@ -286,6 +302,7 @@ static void gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
   const float* bias = g.ep ? g.ep->bias : nullptr;
   // A single row strip reads each element of B once: read it in place.
   const bool direct_b = !g.trans_b && i1 - i0 <= MR;
+  const bool one_row = direct_b && i1 - i0 == 1;
   for (int64_t jc = j0; jc < j1; jc += NC) {
     int64_t nc = imin(NC, j1 - jc);
     for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
@@ -300,6 +317,13 @@ static void gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
         pack_a(buf.a, g.A, g.lda, g.trans_a, ic, mc, k0, kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           int64_t cols = imin(NR, nc - jr);
+          if (one_row && nc - jr >= ROW_GROUP * NR) {
+            o.bias = o.last && bias ? bias + jc + jr : nullptr;
+            row_kernel<ROW_GROUP>(kc, buf.a, g.B + k0 * g.ldb + jc + jr, g.ldb, g.C + ic * g.ldc + jc + jr, o);
+            if (o.last && g.ep && g.ep->act_out) tile_activation(g.ep, g.C, g.ldc, ic, jc + jr, 1, ROW_GROUP * NR);
+            jr += (ROW_GROUP - 1) * NR;
+            continue;
+          }
           const float* Bs = buf.b + jr * kc;
           int64_t ldbs = NR;
           if (direct_b && cols == NR) {
@@ -324,7 +348,7 @@ static void gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
             } else {
               for (int64_t r = 0; r < MR; r++)
                 for (int64_t j = 0; j < NR; j++) edge[r * NR + j] = r < rows && j < cols ? c[r * g.ldc + j] : 0.0f;
-              micro_kernel<MR>(kc, buf.a + ir * kc, Bs, ldbs, edge, NR, o);
+              micro_kernel_rows(rows, kc, buf.a + ir * kc, Bs, ldbs, edge, NR, o);
               for (int64_t r = 0; r < rows; r++)
                 for (int64_t j = 0; j < cols; j++) c[r * g.ldc + j] = edge[r * NR + j];
             }

@@ -141,6 +141,10 @@ class Pool {
   std::atomic<uint64_t> claim_{0};
 };
 
+// Read once, when first needed (a forked child inherits the affinity): every
+// product asks, and the system call costs about as much as a one-row product.
+std::atomic<int> cpus_at_start{0};
+
 // Never destroyed: workers may outlive static teardown. A forked child has
 // none of the parent's threads, so it starts a fresh pool (the old one leaks).
 Pool* the_pool = nullptr;
@@ -157,12 +161,18 @@ Pool& pool() {
 
 std::atomic<int> requested_threads{0};
 
-}  // namespace
-
-int default_num_threads() {
+int usable_cpus() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace
+
+int default_num_threads() {
+  int n = cpus_at_start.load();
+  if (n == 0) cpus_at_start.store(n = usable_cpus());
+  return n;
 }
 
 int num_threads() {

@@ -415,7 +415,8 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X, mc_samples=None, random_state=None, link=None):
         """The network's outputs for X; with mc_samples, the mean over that many
         stochastic passes (through `link` first, so probabilities are averaged)."""
-        check_is_fitted(self)
+        if "_network" not in self.__dict__:  # as __sklearn_is_fitted__, without check_is_fitted's cost
+            check_is_fitted(self)
         if not self._is_plain_input(X):
             X = to_float32(validate_data(self, X, reset=False, dtype=(np.float64, np.float32)), "X")
         elif X.dtype != np.float32 or not X.flags.c_contiguous:
@@ -576,9 +577,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.hstack([1 - p, p]) if self._is_binary() else p
         z = self._forward(X).astype(np.float64)
         if self._loss == "softmax_ce":
-            z -= z.max(axis=1, keepdims=True)
-            p = np.exp(z)
-            return p / p.sum(axis=1, keepdims=True)
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            return p
         p = 1.0 / (1.0 + np.exp(-z))
         return np.hstack([1 - p, p]) if self._is_binary() else p
 
