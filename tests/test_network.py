@@ -79,6 +79,48 @@ def test_gradients_with_dropout(isa, mode):
     check_gradients(net, X, targets("softmax_ce", rng, 8, 3), "softmax_ce")
 
 
+@pytest.mark.parametrize("hidden", ["relu", "tanh", ("maxout", 2)])
+def test_hidden_dropout_matches_numpy_with_the_documented_masks(isa, hidden):
+    """The next layer's input dropout is applied in the product's epilogue
+    going forward and joined with the activation derivative going back: both
+    must use the mask functional.dropout_mask documents for (seed, layer, step),
+    at a width past one vector step of the generator and not a multiple of it."""
+    rng = np.random.default_rng(4)
+    B, n_in, H, C = 7, 5, 75, 3
+    net = Network(n_in, [Dense(H, hidden), Dense(C, "identity", dropout=0.4)], random_state=2)
+    X = rng.standard_normal((B, n_in)).astype(np.float32)
+    dout = rng.standard_normal((B, C)).astype(np.float32)
+    out = net.forward(X, training=True)
+    net.zero_grad()
+    dX = net.backward(dout)
+    seed = int(net._core.seed)
+    mask = dropkit.functional.dropout_mask((B, H), 0.4, seed=seed, stream=8, step=0).astype(np.float64)
+    W0, b0, W1, b1 = (a.astype(np.float64) for a in (net.weights[0], net.biases[0], net.weights[1], net.biases[1]))
+    z = X @ W0 + b0
+    if hidden == "relu":
+        h, dh_dz = np.maximum(z, 0), (z > 0).astype(np.float64)
+    elif hidden == "tanh":
+        h = np.tanh(z)
+        dh_dz = 1 - h ** 2
+    else:
+        pieces = z.reshape(B, H, 2)
+        h = pieces.max(axis=2)
+        dh_dz = None
+    np.testing.assert_allclose(out, (h * mask) @ W1 + b1, rtol=2e-5, atol=2e-5)
+    dh = (dout @ W1.T) * mask
+    w_off, w_size, _, _ = net._core.segment(1)
+    dW1 = net.grads[w_off:w_off + w_size].reshape(H, C)
+    np.testing.assert_allclose(dW1, (h * mask).T @ dout, rtol=2e-5, atol=2e-5)  # the dropped input
+    if dh_dz is not None:
+        dz = dh * dh_dz
+    else:
+        winner = pieces.argmax(axis=2)
+        dz = np.zeros((B, H, 2))
+        np.put_along_axis(dz, winner[..., None], dh[..., None], axis=2)
+        dz = dz.reshape(B, 2 * H)
+    np.testing.assert_allclose(dX, dz @ W0.T, rtol=2e-5, atol=2e-5)
+
+
 def test_dropout_masks_change_per_step_and_are_off_at_prediction():
     net = Network(50, [Dense(40, "identity", dropout=0.5)], random_state=0)
     X = np.ones((20, 50), np.float32)

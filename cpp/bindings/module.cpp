@@ -104,7 +104,6 @@ py::tuple dense_forward(FloatIn x, FloatIn w, py::object b, const std::string& a
   Epilogue ep;
   ep.bias = b.is_none() ? nullptr : bias.data();
   ep.act_out = a.mutable_data();
-  ep.ld_act = OUT;
   ep.act = ActParams{kind, param, kind == Act::prelu ? sl.data() : nullptr};
   const float *xp = x.data(), *wp = w.data();
   float* zp = z.mutable_data();
@@ -177,7 +176,7 @@ py::tuple activation_backward(FloatIn da, FloatIn z, FloatIn a, const std::strin
   {
     py::gil_scoped_release nogil;
     DenormalGuard denormals;
-    kernels().act_backward(dzp, p.kind == Act::prelu ? dsp : nullptr, dap, zp, ap, B, N, p, nullptr);
+    kernels().act_backward(dzp, p.kind == Act::prelu ? dsp : nullptr, dap, zp, ap, B, N, p, nullptr, nullptr);
   }
   return py::make_tuple(dz, dslope);
 }
@@ -355,7 +354,7 @@ py::tuple activity_penalty(FloatIn h, const std::string& kind, float alpha, floa
     value = kernels().activity_value(hp, B, N, p, col_mean.data());
     p.inv_batch = 1.0f / (float)B;
     p.col_mean = col_mean.data();
-    kernels().act_backward(gp, nullptr, zeros.data(), hp, hp, B, N, ActParams{}, &p);
+    kernels().act_backward(gp, nullptr, zeros.data(), hp, hp, B, N, ActParams{}, &p, nullptr);
   }
   return py::make_tuple(value, grad);
 }

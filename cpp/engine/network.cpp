@@ -24,6 +24,12 @@ static float keep_scale(float rate, DropoutMode mode) {
   return mode == DropoutMode::inverted ? 1.0f / (1.0f - rate) : 1.0f;
 }
 
+// The dropout of layer l's input at (seed, step).
+DropoutSpec Network::unit_dropout(size_t l, uint64_t mask_seed, uint32_t mask_step) const {
+  float rate = layers_[l].input_dropout;
+  return DropoutSpec{drop_threshold(rate), keep_scale(rate, mode_), mask_key(mask_seed, (int)l, kUnitMask, mask_step)};
+}
+
 Network::Network(int64_t n_inputs, std::vector<LayerSpec> layers, DropoutMode mode, uint64_t seed_)
     : seed(seed_), n_inputs_(n_inputs), layers_(std::move(layers)), mode_(mode) {
   if (n_inputs_ < 1) throw std::invalid_argument("n_inputs: must be at least 1");
@@ -89,16 +95,17 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
   ensure(ws, B);
   ws.batch_in_use = B;
   const float* x = X;
+  bool x_dropped = false;  // the previous layer's epilogue applied this layer's input dropout
   for (size_t l = 0; l < layers_.size(); l++) {
     const LayerSpec& S = layers_[l];
     const float* W = params_.data() + w_off_[l];
     const float* b = params_.data() + b_off_[l];
     float alpha = 1.0f;
-    if (S.input_dropout > 0.0f) {
+    if (S.input_dropout > 0.0f && !x_dropped) {
       if (training) {
         // inverted dropout scales the kept units now; standard scales at prediction
-        K.dropout_apply(ws.x_in[l].data(), x, B * S.n_in, drop_threshold(S.input_dropout),
-                        keep_scale(S.input_dropout, mode_), mask_key(mask_seed, (int)l, kUnitMask, mask_step));
+        DropoutSpec d = unit_dropout(l, mask_seed, mask_step);
+        K.dropout_apply(ws.x_in[l].data(), x, B * S.n_in, d.threshold, d.scale, d.key);
         x = ws.x_in[l].data();
       } else if (mode_ == DropoutMode::standard) {
         alpha = 1.0f - S.input_dropout;  // the weight-scaling rule, folded into the product
@@ -121,8 +128,12 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
     ep.bias = b;
     if (elementwise && !alias) {
       ep.act_out = a;
-      ep.ld_act = S.width();
       ep.act = ActParams{S.act, S.act_param, s_off_[l] >= 0 ? params_.data() + s_off_[l] : nullptr};
+    }
+    x_dropped = training && elementwise && l + 1 < layers_.size() && layers_[l + 1].input_dropout > 0.0f;
+    if (x_dropped) {  // the next layer's input dropout, fused into this product
+      ep.dropped = ws.x_in[l + 1].data();
+      ep.drop = unit_dropout(l + 1, mask_seed, mask_step);
     }
     K.gemm(B, S.width(), S.n_in, alpha, x, S.n_in, false, W, S.width(), false, 0.0f, z, S.width(), &ep);
     if (!elementwise) K.maxout_forward(a, ws.argmax[l].data(), z, B, S.units, S.pieces);
@@ -130,7 +141,7 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
       ws.activity[l] = K.activity_value(a, B, S.units, S.activity,
                                         S.activity.kind == ActivityKind::kl ? ws.col_mean[l].data() : nullptr);
     ws.out_ptr[l] = a;
-    x = a;
+    x = x_dropped ? ws.x_in[l + 1].data() : a;
   }
   return x;
 }
@@ -139,6 +150,8 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
   const KernelTable& K = kernels();
   int64_t B = ws.batch_in_use;
   const float* da = dout;
+  DropoutSpec pending;            // the mask da must still go through (the next layer's input dropout)
+  bool da_needs_mask = false;
   for (int l = (int)layers_.size() - 1; l >= 0; l--) {
     const LayerSpec& S = layers_[l];
     int64_t width = S.width();
@@ -150,11 +163,11 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
     pen.col_mean = ws.col_mean[l].empty() ? nullptr : ws.col_mean[l].data();
     const ActivityParams* activity = pen.kind == ActivityKind::none ? nullptr : &pen;
     if (S.pieces > 1) {
-      if (activity) {
-        // the penalty acts on the max; its gradient joins before the routing
+      // the mask and the penalty act on the max: they join before the routing
+      if (activity || da_needs_mask) {
         ws.da_pen[l].resize(B * S.units);
         K.act_backward(ws.da_pen[l].data(), nullptr, da, ws.out_ptr[l], ws.out_ptr[l], B, S.units,
-                       ActParams{}, activity);
+                       ActParams{}, activity, da_needs_mask ? &pending : nullptr);
         da = ws.da_pen[l].data();
       }
       K.maxout_backward(dz, da, ws.argmax[l].data(), B, S.units, S.pieces);
@@ -162,7 +175,7 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
       float* dslope = s_off_[l] >= 0 ? grads_.data() + s_off_[l] : nullptr;
       if (dslope && !accumulate) std::fill_n(dslope, S.units, 0.0f);
       ActParams p{S.act, S.act_param, s_off_[l] >= 0 ? params_.data() + s_off_[l] : nullptr};
-      K.act_backward(dz, dslope, da, z, ws.out_ptr[l], B, width, p, activity);
+      K.act_backward(dz, dslope, da, z, ws.out_ptr[l], B, width, p, activity, da_needs_mask ? &pending : nullptr);
     }
     // db += sum_b dz;  dW (n_in, width) += x_in^T (n_in, B) dz (B, width)
     if (!accumulate) std::fill_n(grads_.data() + b_off_[l], width, 0.0f);
@@ -186,11 +199,12 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
     const float* W_used = S.dropconnect > 0.0f ? ws.w_drop[l].data() : params_.data() + w_off_[l];
     float* d_in = l == 0 ? dX : (ws.d_in[l].resize(B * S.n_in), ws.d_in[l].data());
     K.gemm(B, S.n_in, width, 1.0f, dz, width, false, W_used, width, true, 0.0f, d_in, S.n_in, nullptr);
-    if (S.input_dropout > 0.0f) {
-      // regenerating the mask from the counter-based stream is cheaper than storing it
-      K.dropout_apply(d_in, d_in, B * S.n_in, drop_threshold(S.input_dropout),
-                      keep_scale(S.input_dropout, mode_), mask_key(seed, l, kUnitMask, step));
-    }
+    // Regenerating the mask from the counter-based stream is cheaper than
+    // storing it; below the first layer it is applied in place, elsewhere it
+    // joins the previous layer's activation derivative in one pass.
+    da_needs_mask = S.input_dropout > 0.0f;
+    if (da_needs_mask) pending = unit_dropout(l, seed, step);
+    if (da_needs_mask && l == 0) K.dropout_apply(d_in, d_in, B * S.n_in, pending.threshold, pending.scale, pending.key);
     da = d_in;
   }
 }

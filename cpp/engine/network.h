@@ -122,6 +122,7 @@ class Network {
 
  private:
   void ensure(Workspace& ws, int64_t B) const;
+  DropoutSpec unit_dropout(size_t l, uint64_t mask_seed, uint32_t mask_step) const;
   void step_segment(int l, float* col_sq);
   // Adds sum |h| and the count of |h| > threshold per hidden layer for the batch in ws.
   void accumulate_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const;

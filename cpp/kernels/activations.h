@@ -3,6 +3,7 @@
 // whichever is cheaper for that function.
 #pragma once
 #include "kernels/cpu.h"
+#include "kernels/dropout.h"
 #include "kernels/penalties.h"
 #include "kernels/simd.h"
 
@@ -50,8 +51,9 @@ static void act_forward(float* a, const float* z, int64_t B, int64_t N, ActParam
 }
 
 // dz (n) = da * act'(z) for one row segment starting at column j0 (prelu's slopes).
-static inline void act_backward_span(float* __restrict dz_b, float* __restrict dslope,
-                                     const float* __restrict da_b, const float* __restrict z_b,
+// da_b may be dz_b itself (each element is read before it is written).
+static inline void act_backward_span(float* dz_b, float* __restrict dslope,
+                                     const float* da_b, const float* __restrict z_b,
                                      const float* __restrict a_b, int64_t n, ActParams p) {
   switch (p.kind) {
     case Act::identity:
@@ -87,28 +89,53 @@ static inline void act_backward_span(float* __restrict dz_b, float* __restrict d
   }
 }
 
-static void act_backward(float* dz, float* dslope, const float* da, const float* z,
-                         const float* a, int64_t B, int64_t N, ActParams p,
-                         const ActivityParams* activity) {
-  bool penalised = activity && activity->kind != ActivityKind::none;
+struct ActBackwardJob {
+  float *dz, *dslope;
+  const float *da, *z, *a;
+  int64_t N;
+  ActParams p;
+  const ActivityParams* activity;
+  const DropoutSpec* drop;
+};
+
+static void act_backward_rows(void* ctx, int64_t b0, int64_t b1) {
+  const ActBackwardJob& J = *static_cast<const ActBackwardJob*>(ctx);
+  const int64_t N = J.N;
+  bool penalised = J.activity && J.activity->kind != ActivityKind::none;
   // the activity penalty's gradient joins the incoming one a slice at a time, in L1
   constexpr int64_t kSlice = 512;
   alignas(64) float da_pen[kSlice];
-  for (int64_t b = 0; b < B; b++) {
+  for (int64_t b = b0; b < b1; b++) {
+    float* dz_b = J.dz + b * N;
+    const float* da_b = J.da + b * N;
+    const float* a_b = J.a + b * N;
+    if (J.drop) {  // the row through the mask first, into dz: one pass over da instead of two
+      dropout_span(J.dz, J.da, b * N, (b + 1) * N, *J.drop);
+      da_b = dz_b;
+    }
     if (!penalised) {
-      act_backward_span(dz + b * N, dslope, da + b * N, z + b * N, a + b * N, N, p);
+      act_backward_span(dz_b, J.dslope, da_b, J.z + b * N, a_b, N, J.p);
       continue;
     }
     for (int64_t j0 = 0; j0 < N; j0 += kSlice) {
       int64_t n = imin(kSlice, N - j0);
-      const float* a_b = a + b * N + j0;
-      const float* da_b = da + b * N + j0;
-      for (int64_t j = 0; j < n; j++) da_pen[j] = da_b[j] + activity_grad(a_b[j], j0 + j, *activity);
-      ActParams pj = p;
+      for (int64_t j = 0; j < n; j++) da_pen[j] = da_b[j0 + j] + activity_grad(a_b[j0 + j], j0 + j, *J.activity);
+      ActParams pj = J.p;
       if (pj.slopes) pj.slopes += j0;
-      act_backward_span(dz + b * N + j0, dslope ? dslope + j0 : nullptr, da_pen, z + b * N + j0, a_b, n, pj);
+      act_backward_span(dz_b + j0, J.dslope ? J.dslope + j0 : nullptr, da_pen, J.z + b * N + j0, a_b + j0, n, pj);
     }
   }
+}
+
+// Rows split over threads unless prelu sums its slope gradient over them.
+static void act_backward(float* dz, float* dslope, const float* da, const float* z,
+                         const float* a, int64_t B, int64_t N, ActParams p,
+                         const ActivityParams* activity, const DropoutSpec* drop) {
+  ActBackwardJob job{dz, dslope, da, z, a, N, p, activity, drop};
+  if (dslope)
+    act_backward_rows(&job, 0, B);
+  else
+    parallel_for(B, imin(B, ((int64_t)1 << 15) / (N > 0 ? N : 1) + 1), act_backward_rows, &job);
 }
 
 // z is (B, U*k): unit u owns columns u*k .. u*k+k-1; a and argmax are (B, U).

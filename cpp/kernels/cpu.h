@@ -24,21 +24,32 @@ struct ActParams {
   const float* slopes = nullptr;
 };
 
-// Applied to each output tile once its dot products are complete, while it is
-// still in cache: z = acc + bias, then a = act(z) when `act_out` is given.
-struct Epilogue {
-  const float* bias = nullptr;  // (N) or null
-  float* act_out = nullptr;     // (M, N) with leading dimension ld_act, or null
-  int64_t ld_act = 0;
-  ActParams act;
-};
-
 // Counter-based random stream: Philox4x32-10 keyed by the seed; the counter
 // holds the element's block index, a stream id (layer and purpose) and the step.
 struct RngKey {
   uint64_t seed = 0;
   uint32_t stream = 0;
   uint32_t step = 0;
+};
+
+// Dropout of a (B, N) block: element (b, j) is kept when the stream's bits at
+// index b * N + j are >= threshold, and kept values are multiplied by scale.
+struct DropoutSpec {
+  uint32_t threshold = 0;
+  float scale = 1.0f;
+  RngKey key;
+};
+
+// Applied to each output tile once its dot products are complete, while it is
+// still in cache: z = acc + bias, then a = act(z) when `act_out` is given, then
+// (once a band of rows is complete, in L2) the next layer's input dropout of a
+// (or of z without act_out) into `dropped`.
+struct Epilogue {
+  const float* bias = nullptr;  // (N) or null
+  float* act_out = nullptr;     // (M, N) with leading dimension N, or null
+  ActParams act;
+  float* dropped = nullptr;     // (M, N) with leading dimension N, or null
+  DropoutSpec drop;
 };
 
 enum class Optimizer : int { sgd = 0, adagrad, rmsprop, adam };
@@ -80,12 +91,13 @@ struct KernelTable {
 
   // a (B, N) = act(z); row-major, contiguous.
   void (*act_forward)(float* a, const float* z, int64_t B, int64_t N, ActParams p);
-  // dz (B, N) = (da + dpenalty/da) * act'(z), the activity penalty's gradient
-  // fused in when `activity` is not null; prelu also accumulates
-  // dslope (N) += sum_b (da + dpenalty) * min(z, 0).
+  // dz (B, N) = (drop(da) + dpenalty/da) * act'(z): da passes through the
+  // dropout mask of `drop` (the one forward applied to a) and the activity
+  // penalty's gradient joins when `activity` is not null, all in one pass;
+  // prelu also accumulates dslope (N) += sum_b (drop(da) + dpenalty) * min(z, 0).
   void (*act_backward)(float* dz, float* dslope, const float* da, const float* z,
                        const float* a, int64_t B, int64_t N, ActParams p,
-                       const ActivityParams* activity);
+                       const ActivityParams* activity, const DropoutSpec* drop);
   // maxout: a (B, U) = max over each group of k columns of z (B, U*k); argmax in (B, U).
   void (*maxout_forward)(float* a, int32_t* argmax, const float* z, int64_t B, int64_t U, int k);
   void (*maxout_backward)(float* dz, const float* da, const int32_t* argmax, int64_t B, int64_t U, int k);

@@ -42,18 +42,15 @@ static inline Philox4 philox4x32_10(uint64_t block, RngKey key) {
   return Philox4{{c0, c1, c2, c3}};
 }
 
-// Calls f(i, bits) for i in [begin, n), four elements per generator call;
-// begin is a multiple of 4.
+// Calls f(i, bits) for i in [begin, n), four elements per generator call.
 template <typename F>
 static inline void for_each_random(int64_t begin, int64_t n, RngKey key, F f) {
-  int64_t full = n / 4;
-  for (int64_t blk = begin / 4; blk < full; blk++) {
+  for (int64_t blk = begin / 4; blk * 4 < n; blk++) {
     Philox4 r = philox4x32_10((uint64_t)blk, key);
-    for (int lane = 0; lane < 4; lane++) f(blk * 4 + lane, r.v[lane]);
-  }
-  if (full * 4 < n && full * 4 >= begin) {
-    Philox4 r = philox4x32_10((uint64_t)full, key);
-    for (int64_t i = full * 4; i < n; i++) f(i, r.v[i - full * 4]);
+    for (int lane = 0; lane < 4; lane++) {
+      int64_t i = blk * 4 + lane;
+      if (i >= begin && i < n) f(i, r.v[lane]);
+    }
   }
 }
 
@@ -211,11 +208,13 @@ static inline void random_scalar(const RandomJob& j, int64_t begin, int64_t end)
   }
 }
 
-// Elements [begin, end); begin is a multiple of kVecElems, and so is end
-// unless it is n.
+// Elements [begin, end) of the stream, at any offset (a row of a block, say):
+// the vector steps cover whole multiples of kVecElems, the scalar twin the rest.
 static void random_range(const RandomJob& j, int64_t begin, int64_t end) {
   int64_t i = begin;
 #if DK_VEC_WIDTH > 1
+  i = imin(end, (begin + kVecElems - 1) / kVecElems * kVecElems);
+  if (begin < i) random_scalar(j, begin, i);
   const vu32 thr = (vu32){} + j.threshold;
   const vf scale = vbroadcast(j.scale), zero = vbroadcast(0.0f);
   float* out = static_cast<float*>(j.out);
@@ -267,6 +266,12 @@ static void random_u32(uint32_t* out, int64_t n, RngKey key) {
 static void dropout_apply(float* out, const float* in, int64_t n, uint32_t threshold,
                           float scale, RngKey key) {
   random_run(RandomJob{RandomOp::apply, out, in, n, threshold, scale, key});
+}
+
+// out[i] = keep(i) ? in[i] * scale : 0 for i in [begin, end), on this thread:
+// a part of a block whose other parts other calls do.
+static inline void dropout_span(float* out, const float* in, int64_t begin, int64_t end, const DropoutSpec& d) {
+  random_range(RandomJob{RandomOp::apply, out, in, end, d.threshold, d.scale, d.key}, begin, end);
 }
 
 static void dropout_mask(float* mask, int64_t n, uint32_t threshold, float scale, RngKey key) {

@@ -5,7 +5,8 @@
 // packed (which also absorbs the transposes and zero-pads the edges of B), and an
 // MR x NR register-blocked micro-kernel does the arithmetic; on the last
 // panel of the inner dimension the tile gets bias and activation before it
-// leaves the registers.
+// leaves the registers, and each finished band of rows the next layer's
+// input dropout while it is still in L2.
 //
 // Threads split C into a grid of row chunks x column chunks chosen per shape
 // (one parallel call per product, no barrier between panels); each thread
@@ -20,6 +21,7 @@
 #include <cstdlib>
 
 #include "kernels/activations.h"
+#include "kernels/dropout.h"
 #include "kernels/simd.h"
 #include "kernels/threads.h"
 
@@ -252,13 +254,23 @@ static void micro_kernel_rows(int64_t rows, int64_t kc, const float* Ap, const f
   micro_kernel_rows_<MR>(rows, kc, Ap, Bs, ldbs, C, ldc, o);
 }
 
-// Activation of a finished (rows, cols) tile of z at (i0, j0), while in L1.
-static inline void tile_activation(const Epilogue* ep, const float* C, int64_t ldc, int64_t i0,
+// Activation of a finished (rows, cols) tile of z at (i0, j0), while in L1;
+// a is (M, N).
+static inline void tile_activation(const Epilogue* ep, int64_t N, const float* C, int64_t ldc, int64_t i0,
                                    int64_t j0, int64_t rows, int64_t cols) {
   ActParams p = ep->act;
   if (p.slopes) p.slopes += j0;
   for (int64_t r = 0; r < rows; r++)
-    act_forward_row(ep->act_out + (i0 + r) * ep->ld_act + j0, C + (i0 + r) * ldc + j0, cols, p);
+    act_forward_row(ep->act_out + (i0 + r) * N + j0, C + (i0 + r) * ldc + j0, cols, p);
+}
+
+// Dropout of finished rows [i0, i1), columns [j0, j1), while in L2. A band of
+// whole rows rather than each tile: a tile row (NR columns) is shorter than
+// one vector step of the generator.
+static inline void band_dropout(const Epilogue* ep, int64_t N, const float* C, int64_t i0, int64_t i1,
+                                int64_t j0, int64_t j1) {
+  const float* a = ep->act_out ? ep->act_out : C;  // C is then (M, N) too
+  for (int64_t i = i0; i < i1; i++) dropout_span(ep->dropped, a, i * N + j0, i * N + j1, ep->drop);
 }
 
 // ----------------------------------------------------------------------------
@@ -320,7 +332,7 @@ static void gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
           if (one_row && nc - jr >= ROW_GROUP * NR) {
             o.bias = o.last && bias ? bias + jc + jr : nullptr;
             row_kernel<ROW_GROUP>(kc, buf.a, g.B + k0 * g.ldb + jc + jr, g.ldb, g.C + ic * g.ldc + jc + jr, o);
-            if (o.last && g.ep && g.ep->act_out) tile_activation(g.ep, g.C, g.ldc, ic, jc + jr, 1, ROW_GROUP * NR);
+            if (o.last && g.ep && g.ep->act_out) tile_activation(g.ep, g.N, g.C, g.ldc, ic, jc + jr, 1, ROW_GROUP * NR);
             jr += (ROW_GROUP - 1) * NR;
             continue;
           }
@@ -352,9 +364,10 @@ static void gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
               for (int64_t r = 0; r < rows; r++)
                 for (int64_t j = 0; j < cols; j++) c[r * g.ldc + j] = edge[r * NR + j];
             }
-            if (o.last && g.ep && g.ep->act_out) tile_activation(g.ep, g.C, g.ldc, ic + ir, jc + jr, rows, cols);
+            if (o.last && g.ep && g.ep->act_out) tile_activation(g.ep, g.N, g.C, g.ldc, ic + ir, jc + jr, rows, cols);
           }
         }
+        if (o.last && g.ep && g.ep->dropped) band_dropout(g.ep, g.N, g.C, ic, ic + mc, jc, jc + nc);
       }
     }
   }
@@ -409,7 +422,8 @@ static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
         float* c = C + i * ldc + j;
         *c = (beta == 0.0f ? 0.0f : beta * *c) + (ep && ep->bias ? ep->bias[j] : 0.0f);
       }
-    if (ep && ep->act_out) tile_activation(ep, C, ldc, 0, 0, M, N);
+    if (ep && ep->act_out) tile_activation(ep, N, C, ldc, 0, 0, M, N);
+    if (ep && ep->dropped) band_dropout(ep, N, C, 0, M, 0, N);
     return;
   }
   GemmJob g{M, N, K, alpha, beta, A, lda, trans_a, B, ldb, trans_b, C, ldc, ep, 0, 0, 1};
