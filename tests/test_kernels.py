@@ -135,7 +135,8 @@ def gemm_bound(a, b, k, alpha):
 GEMM_SIZES = [(1, 1, 1), (7, 17, 15), (16, 1, 1023), (1, 1023, 7), (33, 1023, 16),
               (130, 65, 17), (17, 16, 300), (150, 530, 300), (5, 2100, 9),
               (6, 33, 257), (13, 32, 193), (145, 17, 16), (1, 1025, 40), (2, 15, 513), (12, 1041, 7),
-              (11, 31, 5), (25, 65, 258), (289, 40, 30), (23, 1030, 12)]
+              (11, 31, 5), (25, 65, 258), (289, 40, 30), (23, 1030, 12),
+              (300, 10, 300), (40, 7, 1030)]  # few columns: computed as the transpose
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
@@ -177,15 +178,16 @@ def test_gemm_same_bits_for_any_thread_count(isa):
 
 @pytest.mark.parametrize("n, k", [(10, 64), (256, 256), (600, 300), (1100, 7)])
 def test_dense_one_row_same_bits_as_in_a_batch(isa, n, k):
-    """A single row takes its own kernel (several column strips at once); each
-    output must still be the same sum, so predicting one sample or a batch
-    gives identical bits."""
+    """A single row takes its own kernel (several column strips at once), and a
+    batch only a few columns wide is computed as its transpose; each output
+    must still be the same sum, so predicting one sample or a batch gives
+    identical bits."""
     rng = np.random.default_rng(n + k)
-    x = rng.standard_normal((13, k)).astype(np.float32)
+    x = rng.standard_normal((40, k)).astype(np.float32)
     w = rng.standard_normal((k, n)).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32)
     batch = _core.dense_forward(x, w, b, "relu")[0]
-    for i in (0, 5, 12):
+    for i in (0, 17, 39):
         one = _core.dense_forward(x[i:i + 1].copy(), w, b, "relu")[0]
         assert np.array_equal(one.view(np.uint32), batch[i:i + 1].view(np.uint32))
     assert np.array_equal(_core.gemm(x[:1].copy(), w).view(np.uint32), _core.gemm(x, w)[:1].view(np.uint32))
@@ -194,7 +196,7 @@ def test_dense_one_row_same_bits_as_in_a_batch(isa, n, k):
 # Large enough that the product is split over threads, with edges in every
 # direction: rows, columns, or both split, and single rows reading B in place.
 THREAD_SIZES = [(300, 530, 300), (7, 1100, 1023), (1023, 17, 300), (145, 530, 257), (1, 2100, 1500),
-                (289, 530, 257)]
+                (289, 530, 257), (2000, 10, 300)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])

@@ -411,6 +411,29 @@ static void plan_grid(GemmJob& g, int T) {
   }
 }
 
+// A product only a few columns wide (an output layer of 10 classes) wastes
+// most of each NR-wide tile; its transpose C^T = op(B)^T op(A)^T is that few
+// rows tall instead, which tiles well. Every element is the same sum either
+// way (beta = 0: nothing of C joins the panels), so results do not change.
+static bool narrow(int64_t M, int64_t N, float beta) { return beta == 0.0f && 2 * N <= NR && M >= 2 * N; }
+
+// The transposed product's scratch, per thread, grown as needed; null when it
+// cannot be had (the product then takes the ordinary path).
+struct NarrowBuffer {
+  float* data = nullptr;
+  int64_t capacity = 0;
+  ~NarrowBuffer() { std::free(data); }
+};
+static float* narrow_buffer(int64_t n) {
+  static thread_local NarrowBuffer buf;
+  if (buf.capacity < n) {
+    std::free(buf.data);
+    buf.data = static_cast<float*>(std::malloc(sizeof(float) * n));
+    buf.capacity = buf.data ? n : 0;
+  }
+  return buf.data;
+}
+
 static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
                  const float* A, int64_t lda, bool trans_a,
                  const float* B, int64_t ldb, bool trans_b,
@@ -422,6 +445,16 @@ static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
         float* c = C + i * ldc + j;
         *c = (beta == 0.0f ? 0.0f : beta * *c) + (ep && ep->bias ? ep->bias[j] : 0.0f);
       }
+    if (ep && ep->act_out) tile_activation(ep, N, C, ldc, 0, 0, M, N);
+    if (ep && ep->dropped) band_dropout(ep, N, C, 0, M, 0, N);
+    return;
+  }
+  if (float* t = narrow(M, N, beta) ? narrow_buffer(M * N) : nullptr) {
+    // t (N, M) = C^T, bias and the rest of the epilogue applied on the way back
+    gemm(N, M, K, alpha, B, ldb, !trans_b, A, lda, !trans_a, 0.0f, t, M, nullptr);
+    const float* bias = ep ? ep->bias : nullptr;
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) C[i * ldc + j] = bias ? t[j * M + i] + bias[j] : t[j * M + i];
     if (ep && ep->act_out) tile_activation(ep, N, C, ldc, 0, 0, M, N);
     if (ep && ep->dropped) band_dropout(ep, N, C, 0, M, 0, N);
     return;
