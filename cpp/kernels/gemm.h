@@ -85,10 +85,28 @@ static void pack_a(float* __restrict Ap, const float* __restrict A, int64_t lda,
       continue;
     }
     if (!trans_a && rows == MR) {
-      for (int r = 0; r < MR; r++) {
-        const float* a_r = A + (i0 + s + r) * lda + k0;
-        for (int64_t k = 0; k < kc; k++) dst[k * MR + r] = a_r[k];
+      const float* a_s = A + (i0 + s) * lda + k0;
+      int r = 0;
+#if DK_VEC_WIDTH > 1 && defined(__AVX__)
+      // 4 x 4 blocks transposed in registers: a store per element would cost
+      // as much as the product X W at batch 128 does beside the packing of W
+      const int64_t k4 = kc & ~(int64_t)3;
+      for (; r + 4 <= MR; r += 4) {
+        for (int64_t k = 0; k < k4; k += 4) {
+          __m128 r0 = _mm_loadu_ps(a_s + (r + 0) * lda + k), r1 = _mm_loadu_ps(a_s + (r + 1) * lda + k);
+          __m128 r2 = _mm_loadu_ps(a_s + (r + 2) * lda + k), r3 = _mm_loadu_ps(a_s + (r + 3) * lda + k);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          _mm_storeu_ps(dst + (k + 0) * MR + r, r0);
+          _mm_storeu_ps(dst + (k + 1) * MR + r, r1);
+          _mm_storeu_ps(dst + (k + 2) * MR + r, r2);
+          _mm_storeu_ps(dst + (k + 3) * MR + r, r3);
+        }
+        for (int rr = r; rr < r + 4; rr++)
+          for (int64_t k = k4; k < kc; k++) dst[k * MR + rr] = a_s[rr * lda + k];
       }
+#endif
+      for (; r < MR; r++)
+        for (int64_t k = 0; k < kc; k++) dst[k * MR + r] = a_s[r * lda + k];
       continue;
     }
     // a short last strip: its missing rows are never read (micro_kernel<rows>)
