@@ -139,7 +139,11 @@ class Network:
             fan_in, fan_out = w.shape
             factor = 2.0 if parse_activation(layer.activation)[0] == "logistic" else 6.0
             bound = np.sqrt(factor / (fan_in + fan_out))
-            w[...] = rng.uniform(-bound, bound, w.shape)
+            # a block of rows at a time: the same draws in the same order as one
+            # call, without a float64 copy of the whole layer at the peak of fit
+            rows = max(1, 2**16 // w.shape[1])
+            for r in range(0, fan_in, rows):
+                w[r:r + rows] = rng.uniform(-bound, bound, w[r:r + rows].shape)
             b[...] = rng.uniform(-bound, bound, b.shape)
 
     def set_optimizer(self, solver, *, learning_rate=1e-3, momentum=0.9, nesterov=True, beta_1=0.9,
