@@ -80,13 +80,15 @@ def test_gradients_with_dropout(isa, mode):
 
 
 @pytest.mark.parametrize("hidden", ["relu", "tanh", ("maxout", 2)])
-def test_hidden_dropout_matches_numpy_with_the_documented_masks(isa, hidden):
+@pytest.mark.parametrize("B, H", [(7, 75), (40, 7)])
+def test_hidden_dropout_matches_numpy_with_the_documented_masks(isa, hidden, B, H):
     """The next layer's input dropout is applied in the product's epilogue
     going forward and joined with the activation derivative going back: both
     must use the mask functional.dropout_mask documents for (seed, layer, step),
-    at a width past one vector step of the generator and not a multiple of it."""
+    at a width past one vector step of the generator and not a multiple of it,
+    and at a width so narrow that the product is computed as its transpose."""
     rng = np.random.default_rng(4)
-    B, n_in, H, C = 7, 5, 75, 3
+    n_in, C = 5, 3
     net = Network(n_in, [Dense(H, hidden), Dense(C, "identity", dropout=0.4)], random_state=2)
     X = rng.standard_normal((B, n_in)).astype(np.float32)
     dout = rng.standard_normal((B, C)).astype(np.float32)
