@@ -18,7 +18,9 @@
 // This is not a general BLAS: no complex types, no strides other than leading
 // dimensions. gemm_reference is the plain triple loop the tests compare with.
 #pragma once
+#include <atomic>
 #include <cstdlib>
+#include <new>
 
 #include "kernels/activations.h"
 #include "kernels/dropout.h"
@@ -302,6 +304,7 @@ struct GemmJob {
   float* C; int64_t ldc;
   const Epilogue* ep;
   int64_t row_chunk, col_chunk, col_tasks;  // the thread grid, in elements (whole tiles)
+  std::atomic<bool>* out_of_memory;         // set by a thread that had no packing buffers
 };
 
 // Per-thread packing buffers, allocated once at their largest size.
@@ -316,17 +319,16 @@ struct PackBuffers {
 
 static PackBuffers& pack_buffers() {
   static thread_local PackBuffers buf;
-  if (!buf.a) {
-    buf.a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * MC * KC));
-    buf.b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * KC * NC));
-  }
+  if (!buf.a) buf.a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * MC * KC));
+  if (!buf.b) buf.b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * KC * NC));
   return buf;
 }
 
-// C[i0:i1, j0:j1], every panel of the inner dimension, on this thread.
-static void gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+// C[i0:i1, j0:j1], every panel of the inner dimension, on this thread; false
+// when this thread's packing buffers could not be allocated (nothing written).
+static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   PackBuffers& buf = pack_buffers();
-  if (!buf.a || !buf.b) throw std::bad_alloc();
+  if (!buf.a || !buf.b) return false;
   alignas(64) float edge[MR * NR];
   alignas(64) float edge_bias[NR];
   const float* bias = g.ep ? g.ep->bias : nullptr;
@@ -389,13 +391,15 @@ static void gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
       }
     }
   }
+  return true;
 }
 
 static void gemm_tasks(void* ctx, int64_t begin, int64_t end) {
   const GemmJob& g = *static_cast<const GemmJob*>(ctx);
   for (int64_t t = begin; t < end; t++) {
     int64_t i0 = (t / g.col_tasks) * g.row_chunk, j0 = (t % g.col_tasks) * g.col_chunk;
-    gemm_chunk(g, i0, imin(g.M, i0 + g.row_chunk), j0, imin(g.N, j0 + g.col_chunk));
+    if (!gemm_chunk(g, i0, imin(g.M, i0 + g.row_chunk), j0, imin(g.N, j0 + g.col_chunk)))
+      g.out_of_memory->store(true);  // no exception may leave a pool thread
   }
 }
 
@@ -477,10 +481,12 @@ static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
     if (ep && ep->dropped) band_dropout(ep, N, C, 0, M, 0, N);
     return;
   }
-  GemmJob g{M, N, K, alpha, beta, A, lda, trans_a, B, ldb, trans_b, C, ldc, ep, 0, 0, 1};
+  std::atomic<bool> out_of_memory{false};
+  GemmJob g{M, N, K, alpha, beta, A, lda, trans_a, B, ldb, trans_b, C, ldc, ep, 0, 0, 1, &out_of_memory};
   plan_grid(g, num_threads());
   int64_t row_tasks = (M + g.row_chunk - 1) / g.row_chunk;
   parallel_for(row_tasks * g.col_tasks, 1, gemm_tasks, &g);
+  if (out_of_memory.load()) throw std::bad_alloc();  // on the calling thread, which reaches Python
 }
 
 }  // namespace DK_ISA
