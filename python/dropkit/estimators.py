@@ -422,8 +422,8 @@ class _BaseMLP(BaseEstimator):
         elif X.dtype != np.float32 or not X.flags.c_contiguous:
             X = to_float32(X, "X")  # known finite; float64 may still overflow float32
         # else: a finite C-contiguous float32 array, used as it is (no second finiteness pass)
-        if mc_samples is None and self.n_threads is None:  # the common case, without a context manager
-            return self._network._core.predict(X, link)
+        if mc_samples is None and (self.n_threads is None or self.n_threads == _core.get_num_threads()):
+            return self._network._core.predict(X, link)  # the common case, without a context manager
         with thread_count(self.n_threads):
             if mc_samples is None:
                 return self._network._core.predict(X, link)
