@@ -74,9 +74,13 @@ static void gemm_reference(int64_t M, int64_t N, int64_t K, float alpha,
 // ----------------------------------------------------------------------------
 // packing
 
+// The packing routines are kept out of line: inlined into gemm_chunk, whose
+// micro-kernels hold most of the vector registers, their 8 x 8 transposes
+// spilled to the stack.
+
 // Ap holds ceil(mc/MR) strips; strip s is (kc, MR): row r of the strip at k
 // is op(A)[i0 + s*MR + r, k0 + k], left unset past the edge.
-static void pack_a(float* __restrict Ap, const float* __restrict A, int64_t lda, bool trans_a,
+__attribute__((noinline)) static void pack_a(float* __restrict Ap, const float* __restrict A, int64_t lda, bool trans_a,
                    int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
   for (int64_t s = 0; s < mc; s += MR) {
     int64_t rows = imin(MR, mc - s);
@@ -148,7 +152,7 @@ static inline void transpose_8x8(float* __restrict dst, int64_t ldd, const float
 #endif
 
 // Bp holds ceil(nc/NR) strips; strip s is (kc, NR) of op(B), zero past the edge.
-static void pack_b(float* __restrict Bp, const float* __restrict B, int64_t ldb, bool trans_b,
+__attribute__((noinline)) static void pack_b(float* __restrict Bp, const float* __restrict B, int64_t ldb, bool trans_b,
                    int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
   for (int64_t s = 0; s < nc; s += NR) {
     int64_t cols = imin(NR, nc - s);
