@@ -200,8 +200,9 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
     float* d_in = l == 0 ? dX : (ws.d_in[l].resize(B * S.n_in), ws.d_in[l].data());
     K.gemm(B, S.n_in, width, 1.0f, dz, width, false, W_used, width, true, 0.0f, d_in, S.n_in, nullptr);
     // Regenerating the mask from the counter-based stream is cheaper than
-    // storing it; below the first layer it is applied in place, elsewhere it
-    // joins the previous layer's activation derivative in one pass.
+    // storing it. The network's input gradient dX gets it in place; any other
+    // layer's input gradient gets it in the layer below's activation
+    // derivative, in the same pass.
     da_needs_mask = S.input_dropout > 0.0f;
     if (da_needs_mask) pending = unit_dropout(l, seed, step);
     if (da_needs_mask && l == 0) K.dropout_apply(d_in, d_in, B * S.n_in, pending.threshold, pending.scale, pending.key);

@@ -48,7 +48,7 @@ struct Epilogue {
   const float* bias = nullptr;  // (N) or null
   float* act_out = nullptr;     // (M, N) with leading dimension N, or null
   ActParams act;
-  float* dropped = nullptr;     // (M, N) with leading dimension N, or null
+  float* dropped = nullptr;     // (M, N) with leading dimension N, or null (without act_out, C's is N too)
   DropoutSpec drop;
 };
 

@@ -94,8 +94,8 @@ __attribute__((noinline)) static void pack_a(float* __restrict Ap, const float* 
       const float* a_s = A + (i0 + s) * lda + k0;
       int r = 0;
 #if DK_VEC_WIDTH > 1 && defined(__AVX__)
-      // 4 x 4 blocks transposed in registers: a store per element would cost
-      // as much as the product X W at batch 128 does beside the packing of W
+      // 4 x 4 blocks transposed in registers: four stores per 16 elements
+      // instead of a store per element
       const int64_t k4 = kc & ~(int64_t)3;
       for (; r + 4 <= MR; r += 4) {
         for (int64_t k = 0; k < k4; k += 4) {
@@ -206,11 +206,6 @@ struct TileOut {
   const float* bias;     // (NR) slice, or null; applied on the last panel
 };
 
-//
-// ROWS < MR serves the last strip of rows when M is not a multiple of MR (a
-// batch of 32 is 5 strips of 6 and one of 2): only its rows are computed and
-// stored, each element by the same sequence of multiply-adds as in a whole
-// tile, so results do not depend on where a row falls.
 // c = alpha * acc + (beta * c, or c on later panels), + bias on the last panel
 static inline void store_sum(float* c, vf acc, vf alpha, vf beta, int64_t col, const TileOut& o) {
   vf out;
@@ -224,6 +219,10 @@ static inline void store_sum(float* c, vf acc, vf alpha, vf beta, int64_t col, c
   vstore(c, out);
 }
 
+// ROWS < MR serves the last strip of rows when M is not a multiple of MR (a
+// batch of 32 is two strips of 12 and one of 8 on AVX-512): only its rows are computed and
+// stored, each element by the same sequence of multiply-adds as in a whole
+// tile, so results do not depend on where a row falls.
 template <int ROWS>
 static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bs,
                                 int64_t ldbs, float* __restrict C, int64_t ldc, const TileOut& o) {
