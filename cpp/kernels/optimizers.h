@@ -27,10 +27,35 @@ static inline float soft_threshold(float w, float t) {
 
 static inline float sign_of(float w) { return w > 0.0f ? 1.0f : (w < 0.0f ? -1.0f : 0.0f); }
 
+struct AdamHyper {
+  float l2, b1, b2, lr, eps, decay, inv_bc1, inv_sqrt_bc2;
+};
+
+// Adam over one row of columns. SIGN adds l1 sign(w) to the gradient
+// (subgradient L1), PROX soft-thresholds the updated weight by l1 times the
+// step (proximal L1): one loop, compiled for each case, so that the common
+// ones carry none of the other's work (the sign and the threshold cost as
+// much as the rest of the update where the state sits in L2).
+template <bool SIGN, bool PROX>
+static inline void adam_row(float* __restrict w_r, const float* __restrict g_r, float* __restrict m_r,
+                            float* __restrict v_r, int64_t cols, const AdamHyper& h, float l1) {
+  for (int64_t j = 0; j < cols; j++) {
+    float gi = g_r[j] + h.l2 * w_r[j];
+    if (SIGN) gi += l1 * sign_of(w_r[j]);
+    float mi = h.b1 * m_r[j] + (1.0f - h.b1) * gi;
+    float vi = h.b2 * v_r[j] + (1.0f - h.b2) * gi * gi;
+    m_r[j] = mi;
+    v_r[j] = vi;
+    float step = h.lr / (__builtin_sqrtf(vi) * h.inv_sqrt_bc2 + h.eps);
+    float wn = w_r[j] * h.decay - step * (mi * h.inv_bc1);
+    w_r[j] = PROX ? soft_threshold(wn, step * l1) : wn;
+  }
+}
+
 // One loop per optimizer, each over rows and then contiguous columns, so that
 // the inner loop vectorises (no branches, no aliasing between the buffers).
 // The soft threshold runs even without L1 (with t = 0 it returns w unchanged),
-// except in the Adam loop, which has a branch-free twin for that case.
+// except for Adam (adam_row).
 static void optimizer_step(float* __restrict w, const float* __restrict g, float* __restrict m,
                            float* __restrict v, int64_t rows, int64_t cols, OptParams p,
                            float* __restrict col_sq) {
@@ -42,6 +67,7 @@ static void optimizer_step(float* __restrict w, const float* __restrict g, float
   const float b1 = p.beta1, b2 = p.beta2, rho = p.rho;
   const float inv_bc1 = 1.0f / p.bias_correction1;
   const float inv_sqrt_bc2 = 1.0f / __builtin_sqrtf(p.bias_correction2);
+  const AdamHyper h{l2, b1, b2, lr, eps, decay, inv_bc1, inv_sqrt_bc2};
   for (int64_t r = 0; r < rows; r++) {
     float* __restrict w_r = w + r * cols;
     const float* __restrict g_r = g + r * cols;
@@ -80,29 +106,12 @@ static void optimizer_step(float* __restrict w, const float* __restrict g, float
         break;
       }
       case Optimizer::adam:
-        if (l1_sub == 0.0f && l1_prox == 0.0f) {
-          // without L1 the sign and the soft threshold are identities (up to
-          // the sign of a zero): a third fewer operations in the common case
-          for (int64_t j = 0; j < cols; j++) {
-            float gi = g_r[j] + l2 * w_r[j];
-            float mi = b1 * m_r[j] + (1.0f - b1) * gi;
-            float vi = b2 * v_r[j] + (1.0f - b2) * gi * gi;
-            m_r[j] = mi;
-            v_r[j] = vi;
-            float step = lr / (__builtin_sqrtf(vi) * inv_sqrt_bc2 + eps);
-            w_r[j] = w_r[j] * decay - step * (mi * inv_bc1);
-          }
-          break;
-        }
-        for (int64_t j = 0; j < cols; j++) {
-          float gi = g_r[j] + l2 * w_r[j] + l1_sub * sign_of(w_r[j]);
-          float mi = b1 * m_r[j] + (1.0f - b1) * gi;
-          float vi = b2 * v_r[j] + (1.0f - b2) * gi * gi;
-          m_r[j] = mi;
-          v_r[j] = vi;
-          float step = lr / (__builtin_sqrtf(vi) * inv_sqrt_bc2 + eps);
-          w_r[j] = soft_threshold(w_r[j] * decay - step * (mi * inv_bc1), step * l1_prox);
-        }
+        if (l1_sub != 0.0f)
+          adam_row<true, false>(w_r, g_r, m_r, v_r, cols, h, l1_sub);
+        else if (l1_prox != 0.0f)
+          adam_row<false, true>(w_r, g_r, m_r, v_r, cols, h, l1_prox);
+        else
+          adam_row<false, false>(w_r, g_r, m_r, v_r, cols, h, 0.0f);
         break;
     }
     // max-norm's column norms, while the row is still in L1
