@@ -126,11 +126,5 @@ static void column_sums(float* __restrict db, const float* __restrict dz, int64_
     for (int64_t j = 0; j < N; j++) db[j] += dz[b * N + j];
 }
 
-static double sum_squares(const float* x, int64_t n) {
-  double total = 0.0;
-  for (int64_t i = 0; i < n; i++) total += (double)x[i] * x[i];
-  return total;
-}
-
 }  // namespace DK_ISA
 }  // namespace dropkit

@@ -31,10 +31,26 @@ static void max_norm_columns(float* W, int64_t rows, int64_t cols, const float* 
   if (scale != scale_stack) delete[] scale;
 }
 
+// sum over x of f(x) in float64, in eight independent partial sums: one
+// running sum would wait on the adder's latency at every element (the
+// penalty and the gradient norms are taken over every parameter each epoch).
+// The order is fixed, so the result is too.
+template <typename F>
+static inline double sum_in_double(const float* x, int64_t n, F f) {
+  double part[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) part[k] += f((double)x[i + k]);
+  for (int k = 0; i < n; i++, k++) part[k] += f((double)x[i]);
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 static double sum_abs(const float* x, int64_t n) {
-  double total = 0.0;
-  for (int64_t i = 0; i < n; i++) total += x[i] < 0.0f ? -(double)x[i] : (double)x[i];
-  return total;
+  return sum_in_double(x, n, [](double v) { return v < 0.0 ? -v : v; });
+}
+
+static double sum_squares(const float* x, int64_t n) {
+  return sum_in_double(x, n, [](double v) { return v * v; });
 }
 
 // KL(rho || q) for Bernoulli variables, q clamped away from 0 and 1.
