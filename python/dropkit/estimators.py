@@ -582,7 +582,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             p = np.exp(z - z.max(axis=1, keepdims=True))
             p /= p.sum(axis=1, keepdims=True)
             return p
-        p = 1.0 / (1.0 + np.exp(-z))
+        with np.errstate(over="ignore"):  # exp(-z) = inf for a very negative logit: p = 0, as it should
+            p = 1.0 / (1.0 + np.exp(-z))
         return np.hstack([1 - p, p]) if self._is_binary() else p
 
     def predict_log_proba(self, X):
