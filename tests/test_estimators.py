@@ -1,6 +1,8 @@
 """MLPClassifier and MLPRegressor as a user sees them."""
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -296,3 +298,15 @@ def test_odd_but_valid_inputs_work():
     clf.fit((X * 10).astype(int), y)
     clf.fit(X.tolist(), y.tolist())
     assert clf.predict(X[:1]).shape == (1,)
+
+
+@pytest.mark.parametrize("omp, expected", [("1", 1), ("100000", None), ("abc", None), ("", None)])
+def test_default_thread_count_honours_omp_num_threads(omp, expected):
+    """joblib's worker processes set OMP_NUM_THREADS to their share of the
+    CPUs; dropkit's default must follow it, or n_jobs processes would each
+    start a thread per CPU. Unset or invalid values leave the CPU count."""
+    env = dict(os.environ, OMP_NUM_THREADS=omp)
+    out = subprocess.run([sys.executable, "-c", "import dropkit; print(dropkit.get_num_threads())"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    cpus = len(os.sched_getaffinity(0))
+    assert int(out) == (expected if expected is not None else cpus)

@@ -16,6 +16,7 @@
 #endif
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -141,9 +142,10 @@ class Pool {
   std::atomic<uint64_t> claim_{0};
 };
 
-// Read once, when first needed (a forked child inherits the affinity): every
-// product asks, and the system call costs about as much as a one-row product.
-std::atomic<int> cpus_at_start{0};
+// Read once, when first needed (a forked child inherits the affinity and the
+// environment): every product asks, and the system call costs about as much
+// as a one-row product.
+std::atomic<int> default_threads{0};
 
 // Never destroyed: workers may outlive static teardown. A forked child has
 // none of the parent's threads, so it starts a fresh pool (the old one leaks).
@@ -167,11 +169,26 @@ int usable_cpus() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+// OMP_NUM_THREADS, as PyTorch and numpy's BLAS read it: joblib's worker
+// processes set it to their share of the CPUs, so that n_jobs processes do
+// not each start a thread per CPU. 0 when unset or not a positive integer.
+int omp_num_threads() {
+  const char* s = std::getenv("OMP_NUM_THREADS");
+  if (!s) return 0;
+  char* end = nullptr;
+  long n = std::strtol(s, &end, 10);  // "4,2" (nested levels) counts its first level
+  return end != s && n > 0 && n < 1 << 16 ? (int)n : 0;
+}
+
 }  // namespace
 
 int default_num_threads() {
-  int n = cpus_at_start.load();
-  if (n == 0) cpus_at_start.store(n = usable_cpus());
+  int n = default_threads.load();
+  if (n == 0) {
+    n = usable_cpus();
+    if (int omp = omp_num_threads()) n = std::min(n, omp);
+    default_threads.store(n);
+  }
   return n;
 }
 

@@ -17,6 +17,6 @@ void parallel_for(int64_t n, int64_t grain, RangeFn fn, void* ctx);
 
 int num_threads();
 void set_num_threads(int n);  // n >= 1; the pool grows or shrinks lazily
-int default_num_threads();    // the CPUs this process may use
+int default_num_threads();    // the CPUs this process may use, at most OMP_NUM_THREADS
 
 }  // namespace dropkit
