@@ -33,9 +33,9 @@ struct AdamHyper {
 
 // Adam over one row of columns. SIGN adds l1 sign(w) to the gradient
 // (subgradient L1), PROX soft-thresholds the updated weight by l1 times the
-// step (proximal L1): one loop, compiled for each case, so that the common
-// ones carry none of the other's work (the sign and the threshold cost as
-// much as the rest of the update where the state sits in L2).
+// step (proximal L1): one loop, compiled for each case, so that none carries
+// another's work (with AVX2 the sign and the threshold cost more than the
+// rest of the update where the state sits in L2).
 template <bool SIGN, bool PROX>
 static inline void adam_row(float* __restrict w_r, const float* __restrict g_r, float* __restrict m_r,
                             float* __restrict v_r, int64_t cols, const AdamHyper& h, float l1) {
