@@ -104,6 +104,42 @@ static inline PhiloxKeys philox_keys(uint64_t seed) {
   return keys;
 }
 
+#if DK_VEC_WIDTH == 16 && defined(__AVX512F__)
+// Eight blocks per 512-bit vector, each word in the low half of a 64-bit
+// lane: the 32x32->64 multiply then reads its operands and leaves hi and lo
+// where the next round wants them, with no blending per round (the high
+// halves carry junk that no multiply reads and the final packing drops).
+static inline void philox_vec8(__m512i block, RngKey key, const PhiloxKeys& keys, __m512i& o0, __m512i& o1) {
+  const __m512i m0 = _mm512_set1_epi64(kPhiloxM0), m1 = _mm512_set1_epi64(kPhiloxM1);
+  __m512i c0 = block, c1 = _mm512_srli_epi64(block, 32);
+  __m512i c2 = _mm512_set1_epi64(key.stream), c3 = _mm512_set1_epi64(key.step);
+  for (int round = 0; round < 10; round++) {
+    __m512i p0 = _mm512_mul_epu32(c0, m0), p1 = _mm512_mul_epu32(c2, m1);
+    // 0x96: a ^ b ^ c
+    __m512i n0 = _mm512_ternarylogic_epi32(_mm512_srli_epi64(p1, 32), c1, (__m512i)keys.k0[round], 0x96);
+    __m512i n2 = _mm512_ternarylogic_epi32(_mm512_srli_epi64(p0, 32), c3, (__m512i)keys.k1[round], 0x96);
+    c1 = p1;
+    c3 = p0;
+    c0 = n0;
+    c2 = n2;
+  }
+  // words 0, 1 and 2, 3 of each block side by side, then the blocks in order:
+  // lo holds blocks 0 2 4 6 (one per 128-bit lane), hi blocks 1 3 5 7
+  __m512i w01 = _mm512_mask_blend_epi32((__mmask16)0xAAAA, c0, _mm512_slli_epi64(c1, 32));
+  __m512i w23 = _mm512_mask_blend_epi32((__mmask16)0xAAAA, c2, _mm512_slli_epi64(c3, 32));
+  __m512i lo = _mm512_unpacklo_epi64(w01, w23), hi = _mm512_unpackhi_epi64(w01, w23);
+  o0 = _mm512_permutex2var_epi64(lo, _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), hi);
+  o1 = _mm512_permutex2var_epi64(lo, _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15), hi);
+}
+
+static inline void philox_vec(uint64_t block0, RngKey key, const PhiloxKeys& keys, vu32 out[4]) {
+  const __m512i first = _mm512_add_epi64(_mm512_set1_epi64((long long)block0), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+  __m512i o[4];
+  philox_vec8(first, key, keys, o[0], o[1]);
+  philox_vec8(_mm512_add_epi64(first, _mm512_set1_epi64(8)), key, keys, o[2], o[3]);
+  for (int q = 0; q < 4; q++) out[q] = (vu32)o[q];
+}
+#else
 static inline void philox_vec(uint64_t block0, RngKey key, const PhiloxKeys& keys, vu32 out[4]) {
   vu32 iota;
   for (int e = 0; e < W; e++) iota[e] = (uint32_t)e;
@@ -165,6 +201,7 @@ static inline void philox_vec(uint64_t block0, RngKey key, const PhiloxKeys& key
   out[3] = __builtin_shuffle(v2, v3, lanes13);
 #endif
 }
+#endif  // the AVX-512 philox_vec
 #else
 constexpr int64_t kVecElems = 4;
 #endif
