@@ -13,7 +13,6 @@ namespace dropkit {
 // Streams of the counter-based generator: layer * 8 + purpose for masks; the
 // shuffle has its own stream, keyed by the epoch.
 static constexpr uint32_t kShuffleStream = 0xFFFFFFF0u;
-enum MaskPurpose : uint32_t { kUnitMask = 0, kWeightMask = 1 };
 
 static RngKey mask_key(uint64_t seed, int layer, MaskPurpose purpose, uint32_t step) {
   return RngKey{seed, (uint32_t)layer * 8u + purpose, step};
@@ -24,10 +23,13 @@ static float keep_scale(float rate, DropoutMode mode) {
   return mode == DropoutMode::inverted ? 1.0f / (1.0f - rate) : 1.0f;
 }
 
-// The dropout of layer l's input at (seed, step).
-DropoutSpec Network::unit_dropout(size_t l, uint64_t mask_seed, uint32_t mask_step) const {
-  float rate = layers_[l].input_dropout;
-  return DropoutSpec{drop_threshold(rate), keep_scale(rate, mode_), mask_key(mask_seed, (int)l, kUnitMask, mask_step)};
+// The dropout of layer l's input (units) or of its weights (DropConnect,
+// always inverted) at (seed, step).
+DropoutSpec Network::layer_dropout(size_t l, MaskPurpose purpose, uint64_t mask_seed, uint32_t mask_step) const {
+  bool units = purpose == kUnitMask;
+  float rate = units ? layers_[l].input_dropout : layers_[l].dropconnect;
+  return DropoutSpec{drop_threshold(rate), keep_scale(rate, units ? mode_ : DropoutMode::inverted),
+                     mask_key(mask_seed, (int)l, purpose, mask_step)};
 }
 
 Network::Network(int64_t n_inputs, std::vector<LayerSpec> layers, DropoutMode mode, uint64_t seed_)
@@ -104,7 +106,7 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
     if (S.input_dropout > 0.0f && !x_dropped) {
       if (training) {
         // inverted dropout scales the kept units now; standard scales at prediction
-        DropoutSpec d = unit_dropout(l, mask_seed, mask_step);
+        DropoutSpec d = layer_dropout(l, kUnitMask, mask_seed, mask_step);
         K.dropout_apply(ws.x_in[l].data(), x, B * S.n_in, d.threshold, d.scale, d.key);
         x = ws.x_in[l].data();
       } else if (mode_ == DropoutMode::standard) {
@@ -113,9 +115,8 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
     }
     if (training && S.dropconnect > 0.0f) {
       // one weight mask per step, shared by the batch; prediction uses the mean weights
-      K.dropout_apply(ws.w_drop[l].data(), W, S.n_in * S.width(), drop_threshold(S.dropconnect),
-                      keep_scale(S.dropconnect, DropoutMode::inverted),
-                      mask_key(mask_seed, (int)l, kWeightMask, mask_step));
+      DropoutSpec d = layer_dropout(l, kWeightMask, mask_seed, mask_step);
+      K.dropout_apply(ws.w_drop[l].data(), W, S.n_in * S.width(), d.threshold, d.scale, d.key);
       W = ws.w_drop[l].data();
     }
     ws.in_ptr[l] = x;
@@ -133,7 +134,7 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
     x_dropped = training && elementwise && l + 1 < layers_.size() && layers_[l + 1].input_dropout > 0.0f;
     if (x_dropped) {  // the next layer's input dropout, fused into this product
       ep.dropped = ws.x_in[l + 1].data();
-      ep.drop = unit_dropout(l + 1, mask_seed, mask_step);
+      ep.drop = layer_dropout(l + 1, kUnitMask, mask_seed, mask_step);
     }
     K.gemm(B, S.width(), S.n_in, alpha, x, S.n_in, false, W, S.width(), false, 0.0f, z, S.width(), &ep);
     if (!elementwise) K.maxout_forward(a, ws.argmax[l].data(), z, B, S.units, S.pieces);
@@ -150,8 +151,8 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
   const KernelTable& K = kernels();
   int64_t B = ws.batch_in_use;
   const float* da = dout;
-  DropoutSpec pending;            // the mask da must still go through (the next layer's input dropout)
-  bool da_needs_mask = false;
+  DropoutSpec next_input_mask;
+  const DropoutSpec* da_mask = nullptr;  // the mask da must still go through (the next layer's input dropout)
   for (int l = (int)layers_.size() - 1; l >= 0; l--) {
     const LayerSpec& S = layers_[l];
     int64_t width = S.width();
@@ -164,10 +165,10 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
     const ActivityParams* activity = pen.kind == ActivityKind::none ? nullptr : &pen;
     if (S.pieces > 1) {
       // the mask and the penalty act on the max: they join before the routing
-      if (activity || da_needs_mask) {
+      if (activity || da_mask) {
         ws.da_pen[l].resize(B * S.units);
         K.act_backward(ws.da_pen[l].data(), nullptr, da, ws.out_ptr[l], ws.out_ptr[l], B, S.units,
-                       ActParams{}, activity, da_needs_mask ? &pending : nullptr);
+                       ActParams{}, activity, da_mask);
         da = ws.da_pen[l].data();
       }
       K.maxout_backward(dz, da, ws.argmax[l].data(), B, S.units, S.pieces);
@@ -175,7 +176,7 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
       float* dslope = s_off_[l] >= 0 ? grads_.data() + s_off_[l] : nullptr;
       if (dslope && !accumulate) std::fill_n(dslope, S.units, 0.0f);
       ActParams p{S.act, S.act_param, s_off_[l] >= 0 ? params_.data() + s_off_[l] : nullptr};
-      K.act_backward(dz, dslope, da, z, ws.out_ptr[l], B, width, p, activity, da_needs_mask ? &pending : nullptr);
+      K.act_backward(dz, dslope, da, z, ws.out_ptr[l], B, width, p, activity, da_mask);
     }
     // db += sum_b dz;  dW (n_in, width) += x_in^T (n_in, B) dz (B, width)
     if (!accumulate) std::fill_n(grads_.data() + b_off_[l], width, 0.0f);
@@ -187,9 +188,8 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
       ws.scratch.resize(S.n_in * width);
       K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f,
              ws.scratch.data(), width, nullptr);
-      K.dropout_accumulate(dW, ws.scratch.data(), S.n_in * width, drop_threshold(S.dropconnect),
-                           keep_scale(S.dropconnect, DropoutMode::inverted),
-                           mask_key(seed, l, kWeightMask, step));
+      DropoutSpec d = layer_dropout(l, kWeightMask, seed, step);
+      K.dropout_accumulate(dW, ws.scratch.data(), S.n_in * width, d.threshold, d.scale, d.key);
     } else {
       K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, accumulate ? 1.0f : 0.0f,
              dW, width, nullptr);
@@ -203,9 +203,12 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
     // storing it. The network's input gradient dX gets it in place; any other
     // layer's input gradient gets it in the layer below's activation
     // derivative, in the same pass.
-    da_needs_mask = S.input_dropout > 0.0f;
-    if (da_needs_mask) pending = unit_dropout(l, seed, step);
-    if (da_needs_mask && l == 0) K.dropout_apply(d_in, d_in, B * S.n_in, pending.threshold, pending.scale, pending.key);
+    da_mask = nullptr;
+    if (S.input_dropout > 0.0f) {
+      next_input_mask = layer_dropout(l, kUnitMask, seed, step);
+      da_mask = &next_input_mask;
+      if (l == 0) K.dropout_apply(d_in, d_in, B * S.n_in, da_mask->threshold, da_mask->scale, da_mask->key);
+    }
     da = d_in;
   }
 }

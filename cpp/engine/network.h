@@ -30,6 +30,8 @@ struct LayerSpec {
 };
 
 enum class DropoutMode : int { inverted = 0, standard };
+// What a mask of a layer drops; part of its stream id (layer * 8 + purpose).
+enum MaskPurpose : uint32_t { kUnitMask = 0, kWeightMask = 1 };
 
 // Per-batch activations of every layer; backward reads what forward cached.
 struct Workspace {
@@ -122,7 +124,7 @@ class Network {
 
  private:
   void ensure(Workspace& ws, int64_t B) const;
-  DropoutSpec unit_dropout(size_t l, uint64_t mask_seed, uint32_t mask_step) const;
+  DropoutSpec layer_dropout(size_t l, MaskPurpose purpose, uint64_t mask_seed, uint32_t mask_step) const;
   void step_segment(int l, float* col_sq);
   // Adds sum |h| and the count of |h| > threshold per hidden layer for the batch in ws.
   void accumulate_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const;

@@ -73,12 +73,6 @@ static inline void mulhilo(vu32 a, uint32_t m, vu32& hi, vu32& lo) {
   const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(va, 32), vm);
   lo = (vu32)_mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
   hi = (vu32)_mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-#elif DK_VEC_WIDTH == 16 && defined(__AVX512F__)
-  const __m512i va = (__m512i)a, vm = _mm512_set1_epi32((int)m);
-  const __m512i even = _mm512_mul_epu32(va, vm);
-  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(va, 32), vm);
-  lo = (vu32)_mm512_mask_blend_epi32((__mmask16)0xAAAA, even, _mm512_slli_epi64(odd, 32));
-  hi = (vu32)_mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(even, 32), odd);
 #else  // portable, slower: a width built without its instruction set
   vu64 p = __builtin_convertvector(a, vu64) * (uint64_t)m;
   hi = __builtin_convertvector(p >> 32, vu32);

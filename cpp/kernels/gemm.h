@@ -296,6 +296,12 @@ static inline void band_dropout(const Epilogue* ep, int64_t N, const float* C, i
   for (int64_t i = i0; i < i1; i++) dropout_span(ep->dropped, a, i * N + j0, i * N + j1, ep->drop);
 }
 
+// Activation and dropout over all of C, for the paths that do not tile it.
+static void whole_epilogue(const Epilogue* ep, int64_t M, int64_t N, const float* C, int64_t ldc) {
+  if (ep && ep->act_out) tile_activation(ep, N, C, ldc, 0, 0, M, N);
+  if (ep && ep->dropped) band_dropout(ep, N, C, 0, M, 0, N);
+}
+
 // ----------------------------------------------------------------------------
 // the blocked driver
 
@@ -470,8 +476,7 @@ static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
         float* c = C + i * ldc + j;
         *c = (beta == 0.0f ? 0.0f : beta * *c) + (ep && ep->bias ? ep->bias[j] : 0.0f);
       }
-    if (ep && ep->act_out) tile_activation(ep, N, C, ldc, 0, 0, M, N);
-    if (ep && ep->dropped) band_dropout(ep, N, C, 0, M, 0, N);
+    whole_epilogue(ep, M, N, C, ldc);
     return;
   }
   if (float* t = narrow(M, N, beta) ? narrow_buffer(M * N) : nullptr) {
@@ -480,8 +485,7 @@ static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
     const float* bias = ep ? ep->bias : nullptr;
     for (int64_t i = 0; i < M; i++)
       for (int64_t j = 0; j < N; j++) C[i * ldc + j] = bias ? t[j * M + i] + bias[j] : t[j * M + i];
-    if (ep && ep->act_out) tile_activation(ep, N, C, ldc, 0, 0, M, N);
-    if (ep && ep->dropped) band_dropout(ep, N, C, 0, M, 0, N);
+    whole_epilogue(ep, M, N, C, ldc);
     return;
   }
   std::atomic<bool> out_of_memory{false};
