@@ -51,6 +51,9 @@ class DivergenceError(FloatingPointError):
     last finite weights it had."""
 
 
+_NO_CONTEXT = contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def thread_count(n_threads):
     """Run the kernels on n_threads threads inside the block (None: leave as is)."""
@@ -422,9 +425,10 @@ class _BaseMLP(BaseEstimator):
         elif X.dtype != np.float32 or not X.flags.c_contiguous:
             X = to_float32(X, "X")  # known finite; float64 may still overflow float32
         # else: a finite C-contiguous float32 array, used as it is (no second finiteness pass)
-        if mc_samples is None and (self.n_threads is None or self.n_threads == _core.get_num_threads()):
-            return self._network._core.predict(X, link)  # the common case, without a context manager
-        with thread_count(self.n_threads):
+        # the pool's count already right (the common case): no generator-based
+        # context, which costs as much as a tenth of predicting one sample
+        same = self.n_threads is None or self.n_threads == _core.get_num_threads()
+        with _NO_CONTEXT if same else thread_count(self.n_threads):
             if mc_samples is None:
                 return self._network._core.predict(X, link)
             return self._network.predict(X, link, mc_samples=mc_samples, random_state=random_state)
