@@ -294,6 +294,17 @@ def bench_large(quick, peak):
     return results
 
 
+def digits_models(max_iter):
+    """The digits net, 64-256-256-10, Adam with L2 1e-4, batch 32, one thread,
+    in dropkit and scikit-learn (max_iter epochs per fit) and PyTorch."""
+    dk = dropkit.MLPClassifier(hidden_layer_sizes=(256, 256), batch_size=32, max_iter=max_iter, l2=1e-4,
+                               random_state=0, tol=0.0, n_iter_no_change=10**6, n_threads=1)
+    sk = SkMLP(hidden_layer_sizes=(256, 256), batch_size=32, max_iter=max_iter, alpha=1e-4, random_state=0,
+               tol=0.0, n_iter_no_change=10**6)
+    th = TorchTrainer([64, 256, 256, 10], 0.0, 0.0, 0.0, 1e-4) if torch is not None else None
+    return dk, sk, th
+
+
 def bench_small(quick):
     from sklearn.datasets import load_digits
     X, y = load_digits(return_X_y=True)
@@ -310,21 +321,17 @@ def bench_small(quick):
     # scikit-learn's MLP runs on numpy's BLAS: held to one thread like the others
     with (threadpool_limits(limits=1) if threadpool_limits else contextlib.nullcontext()):
         for _ in range(reps):
-            clf = dropkit.MLPClassifier(hidden_layer_sizes=(256, 256), batch_size=32, max_iter=epochs, l2=1e-4,
-                                        random_state=0, tol=0.0, n_iter_no_change=10**6, n_threads=1)
+            # a fresh model of each library each round (for PyTorch too: a model
+            # trained on for many rounds drifts into subnormal floats, which
+            # PyTorch, without flush-to-zero, computes several times slower)
+            clf, sk, trainer = digits_models(epochs)
             t = time.perf_counter()
             clf.fit(X, y)
             dk_t.append((time.perf_counter() - t) / epochs)
-            sk = SkMLP(hidden_layer_sizes=(256, 256), batch_size=32, max_iter=epochs, alpha=1e-4, random_state=0,
-                       tol=0.0, n_iter_no_change=10**6)
             t = time.perf_counter()
             sk.fit(X, y)
             sk_t.append((time.perf_counter() - t) / epochs)
-            if torch is not None:
-                # a fresh model each round, as for the others: a model trained
-                # on for many rounds drifts into subnormal floats, which PyTorch
-                # (without flush-to-zero) computes several times slower
-                trainer = TorchTrainer([64, 256, 256, 10], 0.0, 0.0, 0.0, 1e-4)
+            if trainer is not None:
                 t = time.perf_counter()
                 for _ in range(epochs):
                     trainer.epoch(Xt, yt, 32)
@@ -343,13 +350,10 @@ def bench_small_trained(X, y, Xt, yt, before=30, timed=5):
     CPU computes several times slower unless flush-to-zero is on. dropkit's
     kernels set it; PyTorch does not, and scikit-learn keeps float32 data in
     float32 and runs numpy's BLAS without it."""
-    clf = dropkit.MLPClassifier(hidden_layer_sizes=(256, 256), batch_size=32, max_iter=before, l2=1e-4,
-                                random_state=0, tol=0.0, n_iter_no_change=10**6, n_threads=1).fit(X, y)
-    sk = SkMLP(hidden_layer_sizes=(256, 256), batch_size=32, max_iter=before, alpha=1e-4, random_state=0,
-               tol=0.0, n_iter_no_change=10**6).fit(X, y)
-    trainer = None
-    if torch is not None:
-        trainer = TorchTrainer([64, 256, 256, 10], 0.0, 0.0, 0.0, 1e-4)
+    clf, sk, trainer = digits_models(before)
+    clf.fit(X, y)
+    sk.fit(X, y)
+    if trainer is not None:
         for _ in range(before):
             trainer.epoch(Xt, yt, 32)
     dk_t, sk_t, th_t = [], [], []
