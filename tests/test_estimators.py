@@ -131,6 +131,28 @@ def test_binary_multilabel_and_string_labels():
     assert multi.score(Xm, Ym) > 0.3  # subset accuracy
 
 
+def test_predict_proba_is_the_float64_softmax_or_logistic_of_the_logits():
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    Xm, Ym = make_multilabel_classification(n_samples=300, n_classes=4, random_state=0)
+    for clf, data in [(MLPClassifier((32,), max_iter=5, random_state=0).fit(X, y), X),
+                      (MLPClassifier((16,), max_iter=5, random_state=0).fit(X, y % 2), X),
+                      (MLPClassifier((16,), max_iter=5, random_state=0).fit(Xm, Ym), Xm)]:
+        p = clf.predict_proba(data)
+        assert p.dtype == np.float64
+        # predict_log_proba takes numpy's route from the same logits
+        np.testing.assert_allclose(p, np.exp(clf.predict_log_proba(data)), rtol=1e-12, atol=1e-300)
+        if p.shape[1] != Ym.shape[1]:  # one distribution per sample
+            np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-14)
+        # one sample through the one-row path: the same logits, so the same bits
+        np.testing.assert_array_equal(clf.predict_proba(data[3:4]), p[3:4])
+    core, x32 = clf._network._core, Xm[:2].astype(np.float32)
+    with pytest.raises(ValueError, match="loss: squared error has no probabilities"):
+        core.predict_proba(x32, "squared")
+    with pytest.raises(ValueError, match="two_columns: only for one binary output"):
+        core.predict_proba(x32, "binary_ce", True)
+
+
 def test_regressor_one_and_many_outputs():
     X, y = make_regression(n_samples=400, n_features=8, n_targets=1, noise=1.0, random_state=0)
     y = y / y.std()

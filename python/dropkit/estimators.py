@@ -415,9 +415,10 @@ class _BaseMLP(BaseEstimator):
                 and X.shape[0] > 0 and X.shape[1] == self.n_features_in_
                 and not hasattr(self, "feature_names_in_") and bool(np.isfinite(X).all()))
 
-    def _forward(self, X, mc_samples=None, random_state=None, link=None):
+    def _forward(self, X, mc_samples=None, random_state=None, link=None, proba=False):
         """The network's outputs for X; with mc_samples, the mean over that many
-        stochastic passes (through `link` first, so probabilities are averaged)."""
+        stochastic passes (through `link` first, so probabilities are averaged);
+        with proba, the float64 probabilities of predict_proba."""
         if "_network" not in self.__dict__:  # as __sklearn_is_fitted__, without check_is_fitted's cost
             check_is_fitted(self)
         if not self._is_plain_input(X):
@@ -429,6 +430,8 @@ class _BaseMLP(BaseEstimator):
         # context, which costs as much as a tenth of predicting one sample
         same = self.n_threads is None or self.n_threads == _core.get_num_threads()
         with _NO_CONTEXT if same else thread_count(self.n_threads):
+            if proba:
+                return self._network._core.predict_proba(X, self._loss, self._is_binary())
             if mc_samples is None:
                 return self._network._core.predict(X, link)
             return self._network.predict(X, link, mc_samples=mc_samples, random_state=random_state)
@@ -581,14 +584,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if self._loss == "softmax_ce":
                 p /= p.sum(axis=1, keepdims=True)  # the float32 average sums to 1 only to ~1e-7
             return np.hstack([1 - p, p]) if self._is_binary() else p
-        z = self._forward(X).astype(np.float64)
-        if self._loss == "softmax_ce":
-            p = np.exp(z - z.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
-            return p
-        with np.errstate(over="ignore"):  # exp(-z) = inf for a very negative logit: p = 0, as it should
-            p = 1.0 / (1.0 + np.exp(-z))
-        return np.hstack([1 - p, p]) if self._is_binary() else p
+        # the softmax (or logistic) of the float32 logits, in float64
+        return self._forward(X, proba=True)
 
     def predict_log_proba(self, X):
         z = self._forward(X).astype(np.float64)
