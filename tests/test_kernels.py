@@ -241,6 +241,30 @@ def test_dense_forward_same_bits_for_any_thread_count(isa, size, name):
         assert np.array_equal(runs[0][1].view(np.uint32), a.view(np.uint32))
 
 
+def test_gemm_into_out(isa):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((37, 70)).astype(np.float32)
+    b = rng.standard_normal((70, 45)).astype(np.float32)
+    out = np.full((37, 45), np.nan, np.float32)
+    got = _core.gemm(a, b, out=out)
+    assert got is out
+    assert np.array_equal(out.view(np.uint32), _core.gemm(a, b).view(np.uint32))
+    bad = [(np.zeros((37, 44), np.float32), "out: expected shape \\(37, 45\\)"),
+           (np.zeros((37, 45), np.float64), "out: expected a C-contiguous float32 array"),
+           (np.zeros((45, 37), np.float32).T, "out: expected a C-contiguous float32 array")]
+    read_only = np.zeros((37, 45), np.float32)
+    read_only.flags.writeable = False
+    bad.append((read_only, "out: array is read-only"))
+    for arr, message in bad:
+        with pytest.raises(ValueError, match=message):
+            _core.gemm(a, b, out=arr)
+    square = rng.standard_normal((8, 8)).astype(np.float32)
+    before = square.copy()
+    with pytest.raises(ValueError, match="out: must not share memory with a or b"):
+        _core.gemm(square, before, out=square)
+    assert np.array_equal(square, before)  # refused before anything was written
+
+
 def test_gemm_rejects_mismatched_inner_dimensions():
     with pytest.raises(ValueError, match="inner dimensions"):
         _core.gemm(np.zeros((3, 4), np.float32), np.zeros((5, 2), np.float32))

@@ -117,13 +117,31 @@ py::tuple dense_forward(FloatIn x, FloatIn w, py::object b, const std::string& a
   return py::make_tuple(z, a);
 }
 
-FloatOut gemm(FloatIn a, FloatIn b, bool trans_a, bool trans_b, float alpha) {
+// True when the bytes of x and y overlap.
+bool share_memory(const py::array& x, const py::array& y) {
+  const char *x0 = static_cast<const char*>(x.data()), *y0 = static_cast<const char*>(y.data());
+  return x0 < y0 + y.nbytes() && y0 < x0 + x.nbytes();
+}
+
+// out, when given, receives the product in place (as torch.matmul's out=):
+// no allocation, and no page faults on first touching a fresh one.
+FloatOut gemm(FloatIn a, FloatIn b, bool trans_a, bool trans_b, float alpha, py::object out) {
   require_ndim(a, 2, "a");
   require_ndim(b, 2, "b");
   int64_t M = trans_a ? a.shape(1) : a.shape(0), K = trans_a ? a.shape(0) : a.shape(1);
   int64_t KB = trans_b ? b.shape(1) : b.shape(0), N = trans_b ? b.shape(0) : b.shape(1);
   if (K != KB) bad("b: inner dimensions do not match (" + std::to_string(K) + " vs " + std::to_string(KB) + ")");
-  FloatOut c({M, N});
+  FloatOut c;
+  if (out.is_none()) {
+    c = FloatOut({M, N});
+  } else {
+    if (!py::isinstance<FloatOut>(out)) bad("out: expected a C-contiguous float32 array");
+    c = out.cast<FloatOut>();
+    if (c.ndim() != 2 || c.shape(0) != M || c.shape(1) != N)
+      bad("out: expected shape (" + std::to_string(M) + ", " + std::to_string(N) + ")");
+    require_writable(c, "out");
+    if (share_memory(c, a) || share_memory(c, b)) bad("out: must not share memory with a or b");
+  }
   const float *ap = a.data(), *bp = b.data();
   float* cp = c.mutable_data();
   int64_t lda = a.shape(1), ldb = b.shape(1);
@@ -569,7 +587,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("default_num_threads", &default_num_threads);
 
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
-        py::arg("trans_b") = false, py::arg("alpha") = 1.0f);
+        py::arg("trans_b") = false, py::arg("alpha") = 1.0f, py::arg("out") = py::none());
   m.def("dense_forward", &dense_forward, py::arg("x"), py::arg("w"), py::arg("b"),
         py::arg("activation"), py::arg("param") = 0.0f, py::arg("slopes") = py::none());
   m.def("activation_forward", &activation_forward, py::arg("z"), py::arg("activation"),
