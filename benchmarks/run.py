@@ -60,7 +60,20 @@ def set_threads(n):
         torch.set_num_threads(n)
 
 
+# PyTorch's OpenMP workers spin for milliseconds after each parallel call
+# before they sleep; timed right after one, dropkit's threads shared the cores
+# with them (a 1024-wide product ran a quarter slower at 2 threads). Each
+# timing therefore starts after a pause, on a machine as idle as when that
+# library runs alone.
+SETTLE_S = 0.03
+
+
+def settle():
+    time.sleep(SETTLE_S)
+
+
 def timeit_min(fn, reps, inner=1):
+    settle()
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
@@ -72,8 +85,6 @@ def timeit_min(fn, reps, inner=1):
 
 # ----------------------------------------------------------------------------
 # the machine
-
-
 
 
 def fma_peak():
@@ -245,6 +256,7 @@ def bench_large(quick, peak):
     results = {}
 
     def per_epoch(fn, *args):
+        settle()
         t = time.perf_counter()
         fn(*args)
         return (time.perf_counter() - t) * 60000 / piece
