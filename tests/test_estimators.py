@@ -131,6 +131,28 @@ def test_binary_multilabel_and_string_labels():
     assert multi.score(Xm, Ym) > 0.3  # subset accuracy
 
 
+@pytest.mark.parametrize("labels, unseen", [(np.array([3, -1, 7]), 99), (np.array([0, 5]), 1),
+                                            (np.array([2, 9, 4], np.uint8), 99), (np.array([True, False]), None),
+                                            (np.array(["b", "a", "c"]), "zz"), (np.array(["yes", "no"]), "maybe")])
+def test_plain_labels_encoded_as_label_binarizer_does(labels, unseen):
+    from sklearn.preprocessing import LabelBinarizer
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((90, 6))
+    y = labels[rng.integers(0, len(labels), 90)]
+    clf = MLPClassifier((8,), max_iter=2, random_state=0)
+    Y = clf._encode_targets(y, False, None)
+    lb = LabelBinarizer().fit(y)
+    np.testing.assert_array_equal(Y, lb.transform(y).astype(np.float32))
+    assert clf.classes_.dtype == lb.classes_.dtype and np.array_equal(clf.classes_, lb.classes_)
+    assert clf._binarizer.y_type_ == lb.y_type_
+    clf.fit(X, y)
+    assert set(clf.predict(X)) <= set(labels)
+    clf.partial_fit(X[:10], y[:10])  # continuing: encoded against the fitted classes
+    if unseen is not None:
+        with pytest.raises(ValueError, match="were not seen in the first fit"):
+            clf.partial_fit(X[:2], np.array([labels[0], unseen]))
+
+
 def test_predict_proba_is_the_float64_softmax_or_logistic_of_the_logits():
     X, y = load_digits(return_X_y=True)
     X = X / 16.0

@@ -546,6 +546,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _encode_targets(self, y, continuing, classes):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self._plain_labels(y, continuing, classes):
+            return self._encode_plain_labels(y, continuing)
         check_classification_targets(y)
         if continuing:
             labels = unique_labels(y)
@@ -562,6 +564,42 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self._loss = "binary_ce" if (target == "multilabel-indicator" or len(self.classes_) == 2) else "softmax_ce"
             self.out_activation_ = "logistic" if self._loss == "binary_ce" else "softmax"
         return np.ascontiguousarray(self._binarizer.transform(y), dtype=np.float32)
+
+    def _plain_labels(self, y, continuing, classes):
+        """True for the common case: a 1-d array of integer, boolean or string
+        labels (not a continuous target, nothing multilabel), and, continuing,
+        a model of single labels of the same kind."""
+        if y.ndim != 1 or y.dtype.kind not in "biuU":
+            return False
+        if not continuing:
+            return classes is None
+        kinds = "U" if y.dtype.kind == "U" else "biu"
+        return self._binarizer.y_type_ in ("binary", "multiclass") and self.classes_.dtype.kind in kinds
+
+    def _encode_plain_labels(self, y, continuing):
+        """What LabelBinarizer computes for plain labels, by numpy alone: its
+        checks of the target's type cost a few milliseconds a fit, as much as
+        an epoch on a small data set."""
+        if continuing:
+            unknown = np.setdiff1d(np.unique(y), self.classes_)
+            if len(unknown):
+                raise ValueError(f"y: labels {list(unknown)} were not seen in the first fit; expected {list(self.classes_)}")
+            index = np.searchsorted(self.classes_, y)
+        else:
+            self.classes_, index = np.unique(y, return_inverse=True)
+            if len(self.classes_) < 2:
+                raise ValueError(f"y: needs samples of at least 2 classes, got 1 class ({self.classes_[0]!r})")
+            self._binarizer = LabelBinarizer()  # for what predict and saving read of it
+            self._binarizer.classes_ = self.classes_
+            self._binarizer.y_type_ = "binary" if len(self.classes_) == 2 else "multiclass"
+            self._binarizer.sparse_input_ = False
+            self._loss = "binary_ce" if len(self.classes_) == 2 else "softmax_ce"
+            self.out_activation_ = "logistic" if self._loss == "binary_ce" else "softmax"
+        if len(self.classes_) == 2:  # one column, 1 for the second class
+            return (index == 1).astype(np.float32).reshape(-1, 1)
+        Y = np.zeros((len(y), len(self.classes_)), np.float32)
+        Y[np.arange(len(y)), index] = 1.0
+        return Y
 
     def _score_encoded(self, X, Y, sw):
         proba = self._network._core.predict(X, self._loss)
