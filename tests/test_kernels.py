@@ -194,9 +194,11 @@ def test_dense_one_row_same_bits_as_in_a_batch(isa, n, k):
 
 
 # Large enough that the product is split over threads, with edges in every
-# direction: rows, columns, or both split, and single rows reading B in place.
+# direction: rows, columns, or both split, and single rows reading B in place;
+# and shared tasks, claimed by the threads: groups of columns (a batch of
+# rows) and groups of rows (a single panel of B).
 THREAD_SIZES = [(300, 530, 300), (7, 1100, 1023), (1023, 17, 300), (145, 530, 257), (1, 2100, 1500),
-                (289, 530, 257), (2000, 10, 300)]
+                (289, 530, 257), (2000, 10, 300), (700, 530, 100), (300, 1024, 256), (40, 2000, 300)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
@@ -217,6 +219,8 @@ def test_gemm_same_bits_for_any_thread_count_at_awkward_sizes(isa, mnk, trans_a,
         _core.set_num_threads(previous)
     for other in runs[1:]:
         assert np.array_equal(runs[0].view(np.uint32), other.view(np.uint32))
+    a_op, b_op = (a.T if trans_a else a).astype(np.float64), (b.T if trans_b else b).astype(np.float64)
+    assert_within(runs[0], 0.5 * (a_op @ b_op), atol=gemm_bound(a_op, b_op, k, 0.5), what="gemm")
 
 
 @pytest.mark.parametrize("name", ["relu", "sigmoid", "prelu"])

@@ -18,6 +18,7 @@
 // This is not a general BLAS: no complex types, no strides other than leading
 // dimensions. gemm_reference is the plain triple loop the tests compare with.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -312,17 +313,31 @@ struct GemmJob {
   const float* B; int64_t ldb; bool trans_b;
   float* C; int64_t ldc;
   const Epilogue* ep;
-  int64_t row_chunk, col_chunk, col_tasks;  // the thread grid, in elements (whole tiles)
+  int64_t row_chunk, col_chunk, col_tasks;  // the task grid, in elements (whole tiles)
   std::atomic<bool>* out_of_memory;         // set by a thread that had no packing buffers
+  // With shared tasks (plan_shared_tasks): more tasks than threads, claimed
+  // one at a time, and the operand every task reads whole packed once per
+  // thread; id tells this product's packed operand from an earlier one's.
+  enum class Share { none, a, b } share = Share::none;
+  uint64_t id = 0;
+  int64_t tasks = 0;
+  std::atomic<int64_t>* next_task = nullptr;
 };
 
-// Per-thread packing buffers, allocated once at their largest size.
+// Per-thread packing buffers, allocated once at their largest size, and
+// the whole of op(A) for shared tasks, grown as needed.
 struct PackBuffers {
   float* a = nullptr;  // (MC, KC)
   float* b = nullptr;  // (KC, NC)
+  uint64_t b_id = 0;   // b holds panel (b_k0, b_jc) of product b_id (0: nothing shared)
+  int64_t b_k0 = 0, b_jc = 0;
+  float* a_all = nullptr;  // every panel of op(A) of product a_id
+  int64_t a_all_size = 0;
+  uint64_t a_id = 0;
   ~PackBuffers() {
     std::free(a);
     std::free(b);
+    std::free(a_all);
   }
 };
 
@@ -331,6 +346,31 @@ static PackBuffers& pack_buffers() {
   if (!buf.a) buf.a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * MC * KC));
   if (!buf.b) buf.b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * KC * NC));
   return buf;
+}
+
+// Rows of op(A) padded to whole strips: the height of its packed panels.
+static int64_t padded_rows(int64_t M) { return (M + MR - 1) / MR * MR; }
+
+// Makes room for the whole of op(A) in buf.a_all; false if it cannot be had.
+static bool reserve_shared_a(const GemmJob& g, PackBuffers& buf) {
+  int64_t size = padded_rows(g.M) * g.K;
+  if (buf.a_all_size >= size) return true;
+  std::free(buf.a_all);
+  buf.a_all = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * size));
+  buf.a_all_size = buf.a_all ? size : 0;
+  buf.a_id = 0;
+  return buf.a_all != nullptr;
+}
+
+// Panel k0 of op(A) (all M rows) for shared tasks: every panel is packed on
+// this thread's first task of the product, then read by the others.
+static const float* shared_a_panel(const GemmJob& g, PackBuffers& buf, int64_t k0) {
+  const int64_t rows = padded_rows(g.M);
+  if (buf.a_id != g.id) {
+    for (int64_t p = 0; p < g.K; p += KC) pack_a(buf.a_all + rows * p, g.A, g.lda, g.trans_a, 0, g.M, p, imin(KC, g.K - p));
+    buf.a_id = g.id;
+  }
+  return buf.a_all + rows * k0;
 }
 
 // C[i0:i1, j0:j1], every panel of the inner dimension, on this thread; false
@@ -351,24 +391,36 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
   // A single row strip reads each element of B once: read it in place.
   const bool direct_b = !g.trans_b && i1 - i0 <= MR;
   const bool one_row = direct_b && i1 - i0 == 1;
-  const bool by_strip = !direct_b && i1 - i0 <= MC;
+  const bool by_strip = !direct_b && g.share != GemmJob::Share::b && i1 - i0 <= MC;
   for (int64_t jc = j0; jc < j1; jc += NC) {
     int64_t nc = imin(NC, j1 - jc);
     for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
       int64_t kc = imin(KC, g.K - k0);
       TileOut o{g.alpha, g.beta, k0 == 0, k0 + kc == g.K, nullptr};
-      if (!direct_b && !by_strip)
-        pack_b(buf.b, g.B, g.ldb, g.trans_b, k0, kc, jc, nc);
-      else if (direct_b && nc % NR)  // the ragged last strip is packed, zero-padded
-        pack_b(buf.b + (nc / NR) * NR * kc, g.B, g.ldb, false, k0, kc, jc + (nc / NR) * NR, nc % NR);
+      if (!direct_b && !by_strip) {
+        const bool shared = g.share == GemmJob::Share::b;
+        if (!shared || buf.b_id != g.id || buf.b_k0 != k0 || buf.b_jc != jc)
+          pack_b(buf.b, g.B, g.ldb, g.trans_b, k0, kc, jc, nc);
+        buf.b_id = shared ? g.id : 0;
+        buf.b_k0 = k0;
+        buf.b_jc = jc;
+      } else {
+        buf.b_id = 0;  // what follows writes over it
+        if (direct_b && nc % NR)  // the ragged last strip is packed, zero-padded
+          pack_b(buf.b + (nc / NR) * NR * kc, g.B, g.ldb, false, k0, kc, jc + (nc / NR) * NR, nc % NR);
+      }
       for (int64_t ic = i0; ic < i1; ic += MC) {
         int64_t mc = imin(MC, i1 - ic);
-        pack_a(buf.a, g.A, g.lda, g.trans_a, ic, mc, k0, kc);
+        const float* Ap = buf.a;
+        if (g.share == GemmJob::Share::a)
+          Ap = shared_a_panel(g, buf, k0);  // ic = 0, mc = M: the rows fit one block
+        else
+          pack_a(buf.a, g.A, g.lda, g.trans_a, ic, mc, k0, kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           int64_t cols = imin(NR, nc - jr);
           if (one_row && nc - jr >= ROW_GROUP * NR) {
             o.bias = o.last && bias ? bias + jc + jr : nullptr;
-            row_kernel<ROW_GROUP>(kc, buf.a, g.B + k0 * g.ldb + jc + jr, g.ldb, g.C + ic * g.ldc + jc + jr, o);
+            row_kernel<ROW_GROUP>(kc, Ap, g.B + k0 * g.ldb + jc + jr, g.ldb, g.C + ic * g.ldc + jc + jr, o);
             if (o.last && g.ep && g.ep->act_out) tile_activation(g.ep, g.N, g.C, g.ldc, ic, jc + jr, 1, ROW_GROUP * NR);
             jr += (ROW_GROUP - 1) * NR;
             continue;
@@ -392,13 +444,13 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
             int64_t rows = imin(MR, mc - ir);
             float* c = g.C + (ic + ir) * g.ldc + jc + jr;
             if (rows == MR && cols == NR) {
-              micro_kernel<MR>(kc, buf.a + ir * kc, Bs, ldbs, c, g.ldc, o);
+              micro_kernel<MR>(kc, Ap + ir * kc, Bs, ldbs, c, g.ldc, o);
             } else if (cols == NR) {
-              micro_kernel_rows(rows, kc, buf.a + ir * kc, Bs, ldbs, c, g.ldc, o);
+              micro_kernel_rows(rows, kc, Ap + ir * kc, Bs, ldbs, c, g.ldc, o);
             } else {
               for (int64_t r = 0; r < MR; r++)
                 for (int64_t j = 0; j < NR; j++) edge[r * NR + j] = r < rows && j < cols ? c[r * g.ldc + j] : 0.0f;
-              micro_kernel_rows(rows, kc, buf.a + ir * kc, Bs, ldbs, edge, NR, o);
+              micro_kernel_rows(rows, kc, Ap + ir * kc, Bs, ldbs, edge, NR, o);
               for (int64_t r = 0; r < rows; r++)
                 for (int64_t j = 0; j < cols; j++) c[r * g.ldc + j] = edge[r * NR + j];
             }
@@ -412,19 +464,30 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
   return true;
 }
 
+static bool gemm_task(const GemmJob& g, int64_t t) {
+  int64_t i0 = (t / g.col_tasks) * g.row_chunk, j0 = (t % g.col_tasks) * g.col_chunk;
+  return gemm_chunk(g, i0, imin(g.M, i0 + g.row_chunk), j0, imin(g.N, j0 + g.col_chunk));
+}
+
 static void gemm_tasks(void* ctx, int64_t begin, int64_t end) {
   const GemmJob& g = *static_cast<const GemmJob*>(ctx);
-  for (int64_t t = begin; t < end; t++) {
-    int64_t i0 = (t / g.col_tasks) * g.row_chunk, j0 = (t % g.col_tasks) * g.col_chunk;
-    if (!gemm_chunk(g, i0, imin(g.M, i0 + g.row_chunk), j0, imin(g.N, j0 + g.col_chunk)))
-      g.out_of_memory->store(true);  // no exception may leave a pool thread
-  }
+  for (int64_t t = begin; t < end; t++)
+    if (!gemm_task(g, t)) g.out_of_memory->store(true);  // no exception may leave a pool thread
+}
+
+// Shared tasks: each thread claims the next task until none is left. A
+// thread without its buffers claims none and leaves the tasks to the others.
+static void gemm_claim(void* ctx, int64_t, int64_t) {
+  const GemmJob& g = *static_cast<const GemmJob*>(ctx);
+  PackBuffers& buf = pack_buffers();
+  if (!buf.a || !buf.b || (g.share == GemmJob::Share::a && !reserve_shared_a(g, buf))) return;
+  for (int64_t t; (t = g.next_task->fetch_add(1)) < g.tasks;) gemm_task(g, t);
 }
 
 // Chooses the thread grid (rows x columns of C) for T threads: the one with
 // the least work on its busiest thread, counting the arithmetic of its chunk
 // (whole tiles) and the packing it does for them.
-static void plan_grid(GemmJob& g, int T) {
+static int plan_grid(GemmJob& g, int T) {
   int64_t row_strips = (g.M + MR - 1) / MR, col_strips = (g.N + NR - 1) / NR;
   // A thread wake-up costs about as much as this many multiply-adds; smaller
   // products run on the calling thread alone.
@@ -449,6 +512,41 @@ static void plan_grid(GemmJob& g, int T) {
       g.col_tasks = (col_strips + cs - 1) / cs;
     }
   }
+  return T;
+}
+
+// On several threads, a product whose rows fit one block of A (X W and
+// dZ W^T at a batch of up to MC) is cut into groups of column strips, and
+// one with a single panel of B (dW = X^T dZ at a batch of up to KC) into
+// groups of row strips, a few per thread, claimed one at a time. An even
+// split waits for its slowest thread, and a core whose other hyperthread the
+// host gives to someone else runs at half speed or less; claimed groups let
+// the faster core take more of them. Each thread packs the operand all
+// groups read once (op(A) or the panel of B), as it would for an even split.
+// False when the product keeps the even grid of plan_grid.
+static bool plan_shared_tasks(GemmJob& g, int T) {
+  const int64_t row_strips = (g.M + MR - 1) / MR, col_strips = (g.N + NR - 1) / NR;
+  const int64_t per_thread = 8;  // groups per thread: balance against per-group work
+  const int64_t max_shared_a = (int64_t)1 << 20;  // floats of packed op(A) a thread may keep
+  if (T < 2) return false;
+  if (g.M > MR && g.M <= MC && padded_rows(g.M) * g.K <= max_shared_a) {
+    g.share = GemmJob::Share::a;
+    g.row_chunk = row_strips * MR;
+    g.col_chunk = std::max<int64_t>(1, col_strips / (per_thread * T)) * NR;
+    g.col_tasks = (g.N + g.col_chunk - 1) / g.col_chunk;
+    g.tasks = g.col_tasks;
+  } else if (g.M > MC && g.K <= KC && g.N <= NC) {
+    g.share = GemmJob::Share::b;
+    g.row_chunk = std::max<int64_t>(2, row_strips / (per_thread * T)) * MR;  // 2: not one strip, which reads B in place
+    g.col_chunk = col_strips * NR;
+    g.col_tasks = 1;
+    g.tasks = (g.M + g.row_chunk - 1) / g.row_chunk;
+  } else {
+    return false;
+  }
+  static std::atomic<uint64_t> products{0};
+  g.id = ++products;
+  return true;
 }
 
 // A product only a few columns wide (an output layer of 10 classes) wastes
@@ -498,8 +596,15 @@ static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
     return;
   }
   std::atomic<bool> out_of_memory{false};
+  std::atomic<int64_t> next_task{0};
   GemmJob g{M, N, K, alpha, beta, A, lda, trans_a, B, ldb, trans_b, C, ldc, ep, 0, 0, 1, &out_of_memory};
-  plan_grid(g, num_threads());
+  g.next_task = &next_task;
+  int T = plan_grid(g, num_threads());
+  if (plan_shared_tasks(g, T)) {
+    parallel_for(T, 1, gemm_claim, &g);
+    if (next_task.load() < g.tasks) throw std::bad_alloc();  // no thread had its buffers
+    return;
+  }
   int64_t row_tasks = (M + g.row_chunk - 1) / g.row_chunk;
   parallel_for(row_tasks * g.col_tasks, 1, gemm_tasks, &g);
   if (out_of_memory.load()) throw std::bad_alloc();  // on the calling thread, which reaches Python
