@@ -8,12 +8,15 @@
 // leaves the registers, and each finished band of rows the next layer's
 // input dropout while it is still in L2.
 //
-// Threads split C into a grid of row chunks x column chunks chosen per shape
-// (one parallel call per product, no barrier between panels); each thread
-// packs the panels its chunk needs into its own buffers. Chunks are whole
-// tiles and panel boundaries in the inner dimension are fixed multiples of
-// KC, so each output element is summed in the same order, through the same
-// code, whatever the thread count: results are bit-identical.
+// Threads split C into chunks (one parallel call per product, no barrier
+// between panels): a batch-sized product into groups of columns and one with
+// a single panel of B into groups of rows, several per thread and claimed in
+// turn, so that a slower core takes fewer; any other into an even grid of
+// row chunks x column chunks chosen per shape. Each thread packs what its
+// chunks need into its own buffers. Chunks are whole tiles and panel
+// boundaries in the inner dimension are fixed multiples of KC, so each output
+// element is summed in the same order, through the same code, whatever the
+// thread count: results are bit-identical.
 //
 // This is not a general BLAS: no complex types, no strides other than leading
 // dimensions. gemm_reference is the plain triple loop the tests compare with.

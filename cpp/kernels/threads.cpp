@@ -2,7 +2,8 @@
 //
 // Workers sleep on a condition variable between calls; a call publishes one
 // job, each participant (workers and the caller) takes chunk indices from an
-// atomic counter, and the caller waits until every chunk is done. Chunks are
+// atomic counter, a few chunks per thread, and the caller waits until every
+// chunk is done. Chunks are
 // contiguous ranges, so the split never changes what any element computes.
 // A training step makes a few dozen calls in quick succession, so workers
 // and the caller spin briefly (tens of microseconds) before sleeping: a
@@ -32,6 +33,7 @@ namespace {
 thread_local bool in_parallel_region = false;
 
 constexpr int kSpinRounds = 4000;  // about 20 to 50 microseconds
+constexpr int kChunksPerThread = 4;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -44,8 +46,10 @@ inline void cpu_relax() {
 class Pool {
  public:
   void run(int64_t n, int64_t grain, RangeFn fn, void* ctx, int threads) {
-    int64_t chunks = std::min<int64_t>(threads, (n + grain - 1) / grain);
-    if (chunks <= 1 || in_parallel_region) {
+    // a few chunks per thread, claimed in turn: a thread on a slower core
+    // (one whose other hyperthread the host gives away) takes fewer of them
+    int64_t chunks = std::min<int64_t>((int64_t)threads * kChunksPerThread, (n + grain - 1) / grain);
+    if (threads <= 1 || chunks <= 1 || in_parallel_region) {
       fn(ctx, 0, n);
       return;
     }
