@@ -10,6 +10,11 @@
 
 namespace dropkit {
 
+// Rows per block outside training (predict, statistics, the validation
+// loss): at most one block of the GEMM's A (MC), so that each product's
+// column groups are shared out among the threads in turn (see gemm.h).
+constexpr int64_t kInferenceBlock = 256;
+
 // Streams of the counter-based generator: layer * 8 + purpose for masks; the
 // shuffle has its own stream, keyed by the epoch.
 static constexpr uint32_t kShuffleStream = 0xFFFFFFF0u;
@@ -349,7 +354,7 @@ void Network::predict(const float* X, int64_t n, float* out, bool link, Loss los
   const KernelTable& K = kernels();
   DenormalGuard denormals;
   Workspace ws;
-  const int64_t block = 1024;
+  const int64_t block = kInferenceBlock;
   int64_t n_out = n_outputs();
   std::vector<float> sample;
   uint32_t pass = 0;
@@ -401,7 +406,7 @@ void Network::stats_to_means(int64_t rows, double* mean_abs, double* active) con
 void Network::hidden_stats(const float* X, int64_t n, float threshold, double* mean_abs, double* active) const {
   DenormalGuard denormals;
   Workspace ws;
-  const int64_t block = 1024;
+  const int64_t block = kInferenceBlock;
   size_t hidden = layers_.size() - 1;
   std::fill(mean_abs, mean_abs + hidden, 0.0);
   std::fill(active, active + hidden, 0.0);
@@ -428,7 +433,7 @@ double Network::mean_loss(const float* X, const float* Y, const float* sample_we
   const KernelTable& K = kernels();
   DenormalGuard denormals;
   Workspace ws;
-  const int64_t block = 1024;
+  const int64_t block = kInferenceBlock;
   int64_t n_out = n_outputs();
   double total = 0.0, wsum = 0.0;
   for (int64_t start = 0; start < n; start += block) {
