@@ -365,15 +365,16 @@ static bool reserve_shared_a(const GemmJob& g, PackBuffers& buf) {
   return buf.a_all != nullptr;
 }
 
-// Panel k0 of op(A) (all M rows) for shared tasks: every panel is packed on
-// this thread's first task of the product, then read by the others.
-static const float* shared_a_panel(const GemmJob& g, PackBuffers& buf, int64_t k0) {
+// Rows [ic, ...) of panel k0 of op(A) for shared tasks: every panel is
+// packed, all rows, on this thread's first task of the product, then read by
+// the others. A panel's strips follow each other, kc * MR floats apiece.
+static const float* shared_a_panel(const GemmJob& g, PackBuffers& buf, int64_t ic, int64_t k0, int64_t kc) {
   const int64_t rows = padded_rows(g.M);
   if (buf.a_id != g.id) {
     for (int64_t p = 0; p < g.K; p += KC) pack_a(buf.a_all + rows * p, g.A, g.lda, g.trans_a, 0, g.M, p, imin(KC, g.K - p));
     buf.a_id = g.id;
   }
-  return buf.a_all + rows * k0;
+  return buf.a_all + rows * k0 + ic * kc;
 }
 
 // C[i0:i1, j0:j1], every panel of the inner dimension, on this thread; false
@@ -416,7 +417,7 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
         int64_t mc = imin(MC, i1 - ic);
         const float* Ap = buf.a;
         if (g.share == GemmJob::Share::a)
-          Ap = shared_a_panel(g, buf, k0);  // ic = 0, mc = M: the rows fit one block
+          Ap = shared_a_panel(g, buf, ic, k0, kc);
         else
           pack_a(buf.a, g.A, g.lda, g.trans_a, ic, mc, k0, kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -518,32 +519,34 @@ static int plan_grid(GemmJob& g, int T) {
   return T;
 }
 
-// On several threads, a product whose rows fit one block of A (X W and
-// dZ W^T at a batch of up to MC) is cut into groups of column strips, and
-// one with a single panel of B (dW = X^T dZ at a batch of up to KC) into
-// groups of row strips, a few per thread, claimed one at a time. An even
-// split waits for its slowest thread, and a core whose other hyperthread the
-// host gives to someone else runs at half speed or less; claimed groups let
-// the faster core take more of them. Each thread packs the operand all
-// groups read once (op(A) or the panel of B), as it would for an even split.
-// False when the product keeps the even grid of plan_grid.
+// On several threads, a product whose op(A) is small enough to keep packed
+// whole on each thread (X W and dZ W^T at a batch, dW at a batch above KC)
+// is cut into groups of column strips, and one with a single panel of B (dW
+// = X^T dZ at a batch of up to KC) into groups of row strips, a few per
+// thread, claimed one at a time. An even split waits for its slowest thread,
+// and a core whose other hyperthread the host gives to someone else runs at
+// half speed or less; claimed groups let the faster core take more of them.
+// Each thread packs the operand all groups read once (op(A) or the panel of
+// B), as it would for an even split. False when the product keeps the even
+// grid of plan_grid.
 static bool plan_shared_tasks(GemmJob& g, int T) {
   const int64_t row_strips = (g.M + MR - 1) / MR, col_strips = (g.N + NR - 1) / NR;
   const int64_t per_thread = 8;  // groups per thread: balance against per-group work
   const int64_t max_shared_a = (int64_t)1 << 20;  // floats of packed op(A) a thread may keep
   if (T < 2) return false;
-  if (g.M > MR && g.M <= MC && padded_rows(g.M) * g.K <= max_shared_a) {
-    g.share = GemmJob::Share::a;
-    g.row_chunk = row_strips * MR;
-    g.col_chunk = std::max<int64_t>(1, col_strips / (per_thread * T)) * NR;
-    g.col_tasks = (g.N + g.col_chunk - 1) / g.col_chunk;
-    g.tasks = g.col_tasks;
-  } else if (g.M > MC && g.K <= KC && g.N <= NC) {
+  // enough groups for every thread to claim several; else the even grid
+  if (g.M > MC && g.K <= KC && g.N <= NC) {
     g.share = GemmJob::Share::b;
     g.row_chunk = std::max<int64_t>(2, row_strips / (per_thread * T)) * MR;  // 2: not one strip, which reads B in place
     g.col_chunk = col_strips * NR;
     g.col_tasks = 1;
     g.tasks = (g.M + g.row_chunk - 1) / g.row_chunk;
+  } else if (g.M > MR && col_strips >= 4 * T && padded_rows(g.M) * g.K <= max_shared_a) {
+    g.share = GemmJob::Share::a;
+    g.row_chunk = row_strips * MR;
+    g.col_chunk = std::max<int64_t>(1, col_strips / (per_thread * T)) * NR;
+    g.col_tasks = (g.N + g.col_chunk - 1) / g.col_chunk;
+    g.tasks = g.col_tasks;
   } else {
     return false;
   }
