@@ -11,8 +11,9 @@
 namespace dropkit {
 
 // Rows per block outside training (predict, statistics, the validation
-// loss): at most one block of the GEMM's A (MC), so that each product's
-// column groups are shared out among the threads in turn (see gemm.h).
+// loss): few enough that each product's op(A) is kept packed whole and its
+// column groups are claimed by the threads in turn (see gemm.h), and that a
+// block's activations stay in L2.
 constexpr int64_t kInferenceBlock = 256;
 
 // Streams of the counter-based generator: layer * 8 + purpose for masks; the
