@@ -9,10 +9,10 @@
 // input dropout while it is still in L2.
 //
 // Threads split C into chunks (one parallel call per product, no barrier
-// between panels): a batch-sized product into groups of columns and one with
-// a single panel of B into groups of rows, several per thread and claimed in
-// turn, so that a slower core takes fewer; any other into an even grid of
-// row chunks x column chunks chosen per shape. Each thread packs what its
+// between panels): most products of a training step into groups of columns
+// or of rows, several per thread and claimed in turn, so that a slower core
+// takes fewer (plan_shared_tasks); any other into an even grid of row chunks
+// x column chunks chosen per shape. Each thread packs what its
 // chunks need into its own buffers. Chunks are whole tiles and panel
 // boundaries in the inner dimension are fixed multiples of KC, so each output
 // element is summed in the same order, through the same code, whatever the
@@ -534,14 +534,13 @@ static bool plan_shared_tasks(GemmJob& g, int T) {
   const int64_t per_thread = 8;  // groups per thread: balance against per-group work
   const int64_t max_shared_a = (int64_t)1 << 20;  // floats of packed op(A) a thread may keep
   if (T < 2) return false;
-  // enough groups for every thread to claim several; else the even grid
   if (g.M > MC && g.K <= KC && g.N <= NC) {
     g.share = GemmJob::Share::b;
     g.row_chunk = std::max<int64_t>(2, row_strips / (per_thread * T)) * MR;  // 2: not one strip, which reads B in place
     g.col_chunk = col_strips * NR;
     g.col_tasks = 1;
     g.tasks = (g.M + g.row_chunk - 1) / g.row_chunk;
-  } else if (g.M > MR && col_strips >= 4 * T && padded_rows(g.M) * g.K <= max_shared_a) {
+  } else if (g.M > MR && col_strips >= 4 * T && padded_rows(g.M) * g.K <= max_shared_a) {  // several groups each
     g.share = GemmJob::Share::a;
     g.row_chunk = row_strips * MR;
     g.col_chunk = std::max<int64_t>(1, col_strips / (per_thread * T)) * NR;

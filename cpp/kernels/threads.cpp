@@ -3,8 +3,8 @@
 // Workers sleep on a condition variable between calls; a call publishes one
 // job, each participant (workers and the caller) takes chunk indices from an
 // atomic counter, a few chunks per thread, and the caller waits until every
-// chunk is done. Chunks are
-// contiguous ranges, so the split never changes what any element computes.
+// chunk is done. Chunks are contiguous ranges, so the split never changes
+// what any element computes.
 // A training step makes a few dozen calls in quick succession, so workers
 // and the caller spin briefly (tens of microseconds) before sleeping: a
 // futex wake-up costs more than many of the calls themselves.
