@@ -359,7 +359,8 @@ static bool reserve_shared_a(const GemmJob& g, PackBuffers& buf) {
   int64_t size = padded_rows(g.M) * g.K;
   if (buf.a_all_size >= size) return true;
   std::free(buf.a_all);
-  buf.a_all = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * size));
+  // aligned_alloc takes a multiple of the alignment
+  buf.a_all = static_cast<float*>(std::aligned_alloc(64, (sizeof(float) * size + 63) / 64 * 64));
   buf.a_all_size = buf.a_all ? size : 0;
   buf.a_id = 0;
   return buf.a_all != nullptr;
