@@ -233,6 +233,9 @@ static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const fl
   vf acc[ROWS][NV];
   for (int r = 0; r < ROWS; r++)
     for (int v = 0; v < NV; v++) acc[r][v] = vbroadcast(0.0f);
+  // four steps per trip: fewer loop instructions beside the multiply-adds
+  // (the products 1-6% faster in interleaved runs)
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
     vf b[NV];
     for (int v = 0; v < NV; v++) b[v] = vload(Bs + k * ldbs + v * W);
