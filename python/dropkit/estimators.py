@@ -550,20 +550,28 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return self._encode_plain_labels(y, continuing)
         check_classification_targets(y)
         if continuing:
-            labels = unique_labels(y)
-            unknown = np.setdiff1d(labels, self.classes_) if y.ndim == 1 else []
-            if len(unknown):
-                raise ValueError(f"y: labels {list(unknown)} were not seen in the first fit; expected {list(self.classes_)}")
+            labels = unique_labels(y)  # which also checks the labels' types agree
+            if y.ndim == 1:
+                self._check_seen(labels)
         else:
             target = type_of_target(y)
             self._binarizer = LabelBinarizer()
             self._binarizer.fit(classes if classes is not None else y)
-            self.classes_ = self._binarizer.classes_
-            if target != "multilabel-indicator" and len(self.classes_) < 2:
-                raise ValueError(f"y: needs samples of at least 2 classes, got 1 class ({self.classes_[0]!r})")
-            self._loss = "binary_ce" if (target == "multilabel-indicator" or len(self.classes_) == 2) else "softmax_ce"
-            self.out_activation_ = "logistic" if self._loss == "binary_ce" else "softmax"
+            self._set_classes(self._binarizer.classes_, multilabel=target == "multilabel-indicator")
         return np.ascontiguousarray(self._binarizer.transform(y), dtype=np.float32)
+
+    def _check_seen(self, labels):
+        unknown = np.setdiff1d(labels, self.classes_)
+        if len(unknown):
+            raise ValueError(f"y: labels {list(unknown)} were not seen in the first fit; expected {list(self.classes_)}")
+
+    def _set_classes(self, classes, multilabel):
+        """classes_ and the output layer's loss for a first fit."""
+        self.classes_ = classes
+        if not multilabel and len(classes) < 2:
+            raise ValueError(f"y: needs samples of at least 2 classes, got 1 class ({classes[0]!r})")
+        self._loss = "binary_ce" if (multilabel or len(classes) == 2) else "softmax_ce"
+        self.out_activation_ = "logistic" if self._loss == "binary_ce" else "softmax"
 
     def _plain_labels(self, y, continuing, classes):
         """True for the common case: a 1-d array of integer, boolean or string
@@ -581,20 +589,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         checks of the target's type cost a few milliseconds a fit, as much as
         an epoch on a small data set."""
         if continuing:
-            unknown = np.setdiff1d(np.unique(y), self.classes_)
-            if len(unknown):
-                raise ValueError(f"y: labels {list(unknown)} were not seen in the first fit; expected {list(self.classes_)}")
+            self._check_seen(np.unique(y))
             index = np.searchsorted(self.classes_, y)
         else:
-            self.classes_, index = np.unique(y, return_inverse=True)
-            if len(self.classes_) < 2:
-                raise ValueError(f"y: needs samples of at least 2 classes, got 1 class ({self.classes_[0]!r})")
+            classes, index = np.unique(y, return_inverse=True)
+            self._set_classes(classes, multilabel=False)
             self._binarizer = LabelBinarizer()  # for what predict and saving read of it
-            self._binarizer.classes_ = self.classes_
-            self._binarizer.y_type_ = "binary" if len(self.classes_) == 2 else "multiclass"
+            self._binarizer.classes_ = classes
+            self._binarizer.y_type_ = "binary" if len(classes) == 2 else "multiclass"
             self._binarizer.sparse_input_ = False
-            self._loss = "binary_ce" if len(self.classes_) == 2 else "softmax_ce"
-            self.out_activation_ = "logistic" if self._loss == "binary_ce" else "softmax"
         if len(self.classes_) == 2:  # one column, 1 for the second class
             return (index == 1).astype(np.float32).reshape(-1, 1)
         Y = np.zeros((len(y), len(self.classes_)), np.float32)
