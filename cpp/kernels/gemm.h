@@ -330,6 +330,26 @@ struct GemmJob {
   std::atomic<int64_t>* next_task = nullptr;
 };
 
+// A thread's scratch of floats, 64-byte aligned, grown when asked for more;
+// empty when the memory cannot be had.
+struct GrowBuffer {
+  float* data = nullptr;
+  int64_t capacity = 0;
+  GrowBuffer() = default;
+  GrowBuffer(const GrowBuffer&) = delete;
+  GrowBuffer& operator=(const GrowBuffer&) = delete;
+  ~GrowBuffer() { std::free(data); }
+  // room for n floats (the old contents are not kept); false if it cannot be had
+  bool reserve(int64_t n) {
+    if (capacity >= n) return true;
+    std::free(data);
+    // aligned_alloc takes a multiple of the alignment
+    data = static_cast<float*>(std::aligned_alloc(64, (sizeof(float) * n + 63) / 64 * 64));
+    capacity = data ? n : 0;
+    return data != nullptr;
+  }
+};
+
 // Per-thread packing buffers, allocated once at their largest size, and
 // the whole of op(A) for shared tasks, grown as needed.
 struct PackBuffers {
@@ -337,13 +357,11 @@ struct PackBuffers {
   float* b = nullptr;  // (KC, NC)
   uint64_t b_id = 0;   // b holds panel (b_k0, b_jc) of product b_id (0: nothing shared)
   int64_t b_k0 = 0, b_jc = 0;
-  float* a_all = nullptr;  // every panel of op(A) of product a_id
-  int64_t a_all_size = 0;
+  GrowBuffer a_all;  // every panel of op(A) of product a_id
   uint64_t a_id = 0;
   ~PackBuffers() {
     std::free(a);
     std::free(b);
-    std::free(a_all);
   }
 };
 
@@ -359,14 +377,9 @@ static int64_t padded_rows(int64_t M) { return (M + MR - 1) / MR * MR; }
 
 // Makes room for the whole of op(A) in buf.a_all; false if it cannot be had.
 static bool reserve_shared_a(const GemmJob& g, PackBuffers& buf) {
-  int64_t size = padded_rows(g.M) * g.K;
-  if (buf.a_all_size >= size) return true;
-  std::free(buf.a_all);
-  // aligned_alloc takes a multiple of the alignment
-  buf.a_all = static_cast<float*>(std::aligned_alloc(64, (sizeof(float) * size + 63) / 64 * 64));
-  buf.a_all_size = buf.a_all ? size : 0;
-  buf.a_id = 0;
-  return buf.a_all != nullptr;
+  const int64_t need = padded_rows(g.M) * g.K;
+  if (buf.a_all.capacity < need) buf.a_id = 0;  // to be reallocated: nothing packed in it
+  return buf.a_all.reserve(need);
 }
 
 // Rows [ic, ...) of panel k0 of op(A) for shared tasks: every panel is
@@ -375,10 +388,10 @@ static bool reserve_shared_a(const GemmJob& g, PackBuffers& buf) {
 static const float* shared_a_panel(const GemmJob& g, PackBuffers& buf, int64_t ic, int64_t k0, int64_t kc) {
   const int64_t rows = padded_rows(g.M);
   if (buf.a_id != g.id) {
-    for (int64_t p = 0; p < g.K; p += KC) pack_a(buf.a_all + rows * p, g.A, g.lda, g.trans_a, 0, g.M, p, imin(KC, g.K - p));
+    for (int64_t p = 0; p < g.K; p += KC) pack_a(buf.a_all.data + rows * p, g.A, g.lda, g.trans_a, 0, g.M, p, imin(KC, g.K - p));
     buf.a_id = g.id;
   }
-  return buf.a_all + rows * k0 + ic * kc;
+  return buf.a_all.data + rows * k0 + ic * kc;
 }
 
 // C[i0:i1, j0:j1], every panel of the inner dimension, on this thread; false
@@ -564,21 +577,11 @@ static bool plan_shared_tasks(GemmJob& g, int T) {
 // way (beta = 0: nothing of C joins the panels), so results do not change.
 static bool narrow(int64_t M, int64_t N, float beta) { return beta == 0.0f && 2 * N <= NR && M >= 2 * N; }
 
-// The transposed product's scratch, per thread, grown as needed; null when it
-// cannot be had (the product then takes the ordinary path).
-struct NarrowBuffer {
-  float* data = nullptr;
-  int64_t capacity = 0;
-  ~NarrowBuffer() { std::free(data); }
-};
+// The transposed product's scratch, per thread; null when it cannot be had
+// (the product then takes the ordinary path).
 static float* narrow_buffer(int64_t n) {
-  static thread_local NarrowBuffer buf;
-  if (buf.capacity < n) {
-    std::free(buf.data);
-    buf.data = static_cast<float*>(std::malloc(sizeof(float) * n));
-    buf.capacity = buf.data ? n : 0;
-  }
-  return buf.data;
+  static thread_local GrowBuffer buf;
+  return buf.reserve(n) ? buf.data : nullptr;
 }
 
 static void gemm(int64_t M, int64_t N, int64_t K, float alpha,

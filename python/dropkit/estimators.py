@@ -54,6 +54,15 @@ class DivergenceError(FloatingPointError):
 _NO_CONTEXT = contextlib.nullcontext()
 
 
+def _fitted_binarizer(classes, y_type, sparse_input=False):
+    """A LabelBinarizer in the state its fit would leave, without fitting:
+    what predict and saving read of it, for labels encoded without it and
+    for a model read from a file."""
+    binarizer = LabelBinarizer()
+    binarizer.classes_, binarizer.y_type_, binarizer.sparse_input_ = classes, y_type, sparse_input
+    return binarizer
+
+
 @contextlib.contextmanager
 def thread_count(n_threads):
     """Run the kernels on n_threads threads inside the block (None: leave as is)."""
@@ -513,10 +522,8 @@ class _BaseMLP(BaseEstimator):
             for key in HISTORY_KEYS:
                 self.history_.setdefault(key, [None] * len(self.history_.get("loss", [])))
         if "binarizer" in meta:
-            self._binarizer = LabelBinarizer()
-            self._binarizer.classes_ = self.classes_
-            self._binarizer.y_type_ = meta["binarizer"]["y_type"]
-            self._binarizer.sparse_input_ = meta["binarizer"]["sparse_input"]
+            self._binarizer = _fitted_binarizer(self.classes_, meta["binarizer"]["y_type"],
+                                                meta["binarizer"]["sparse_input"])
         if type(self)._loss is None:
             self._loss = meta["loss"]
         self._network = network
@@ -594,10 +601,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         else:
             classes, index = np.unique(y, return_inverse=True)
             self._set_classes(classes, multilabel=False)
-            self._binarizer = LabelBinarizer()  # for what predict and saving read of it
-            self._binarizer.classes_ = classes
-            self._binarizer.y_type_ = "binary" if len(classes) == 2 else "multiclass"
-            self._binarizer.sparse_input_ = False
+            self._binarizer = _fitted_binarizer(classes, "binary" if len(classes) == 2 else "multiclass")
         if len(self.classes_) == 2:  # one column, 1 for the second class
             return (index == 1).astype(np.float32).reshape(-1, 1)
         Y = np.zeros((len(y), len(self.classes_)), np.float32)
