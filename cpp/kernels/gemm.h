@@ -210,17 +210,31 @@ struct TileOut {
   const float* bias;     // (NR) slice, or null; applied on the last panel
 };
 
-// c = alpha * acc + (beta * c, or c on later panels), + bias on the last panel
-static inline void store_sum(float* c, vf acc, vf alpha, vf beta, int64_t col, const TileOut& o) {
-  vf out;
+// f(r, v) for each vector of a tile of ROWS rows of V vectors, unrolled
+template <int ROWS, int V, class F>
+static inline __attribute__((always_inline)) void each_vector(F&& f) {
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; r++)
+#pragma GCC unroll 16
+    for (int v = 0; v < V; v++) f(r, v);
+}
+
+// C = alpha * acc + (beta * C, or C on later panels), + bias on the last
+// panel. The cases are told apart once per tile, not per vector: with the
+// tests inside its loops the compiler kept the accumulators on the stack
+// and stored them in a loop over rows.
+template <int ROWS, int V>
+static inline void store_tile(vf (&acc)[ROWS][V], float* C, int64_t ldc, const TileOut& o) {
+  const vf alpha = vbroadcast(o.alpha), beta = vbroadcast(o.beta);
+  auto c = [&](int r, int v) { return C + r * ldc + v * W; };
   if (!o.first)
-    out = vload(c) + alpha * acc;
-  else if (o.beta == 0.0f)
-    out = alpha * acc;
+    each_vector<ROWS, V>([&](int r, int v) { acc[r][v] = vload(c(r, v)) + alpha * acc[r][v]; });
+  else if (o.beta != 0.0f)
+    each_vector<ROWS, V>([&](int r, int v) { acc[r][v] = alpha * acc[r][v] + beta * vload(c(r, v)); });
   else
-    out = alpha * acc + beta * vload(c);
-  if (o.last && o.bias) out += vload(o.bias + col);
-  vstore(c, out);
+    each_vector<ROWS, V>([&](int r, int v) { acc[r][v] = alpha * acc[r][v]; });
+  if (o.last && o.bias) each_vector<ROWS, V>([&](int r, int v) { acc[r][v] += vload(o.bias + v * W); });
+  each_vector<ROWS, V>([&](int r, int v) { vstore(c(r, v), acc[r][v]); });
 }
 
 // ROWS < MR serves the last strip of rows when M is not a multiple of MR (a
@@ -245,9 +259,7 @@ static inline void micro_kernel(int64_t kc, const float* __restrict Ap, const fl
       for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
     }
   }
-  const vf alpha = vbroadcast(o.alpha), beta = vbroadcast(o.beta);
-  for (int r = 0; r < ROWS; r++)
-    for (int v = 0; v < NV; v++) store_sum(C + r * ldc + v * W, acc[r][v], alpha, beta, v * W, o);
+  store_tile(acc, C, ldc, o);
 }
 
 // One row of C across S strips at once. A one-row tile has only NV
@@ -258,14 +270,13 @@ template <int S>
 static inline void row_kernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bs,
                               int64_t ldbs, float* __restrict C, const TileOut& o) {
   constexpr int V = S * NV;
-  vf acc[V];
-  for (int v = 0; v < V; v++) acc[v] = vbroadcast(0.0f);
+  vf acc[1][V];
+  for (int v = 0; v < V; v++) acc[0][v] = vbroadcast(0.0f);
   for (int64_t k = 0; k < kc; k++) {
     vf a = vbroadcast(Ap[k * MR]);
-    for (int v = 0; v < V; v++) acc[v] += a * vload(Bs + k * ldbs + v * W);
+    for (int v = 0; v < V; v++) acc[0][v] += a * vload(Bs + k * ldbs + v * W);
   }
-  const vf alpha = vbroadcast(o.alpha), beta = vbroadcast(o.beta);
-  for (int v = 0; v < V; v++) store_sum(C + v * W, acc[v], alpha, beta, v * W, o);
+  store_tile(acc, C, 0, o);
 }
 // strips a single row computes together: enough chains to cover the latency
 constexpr int ROW_GROUP = W == 1 ? 1 : W == 16 ? 8 : 4;
