@@ -250,12 +250,19 @@ def test_ctrl_c_leaves_a_usable_model():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((20000, 100)).astype(np.float32)
     y = (X[:, 0] > 0).astype(int)
-    clf = MLPClassifier((256, 256), batch_size=32, max_iter=1000, random_state=0)
+    # n_iter_no_change: no stop by convergence before the signal, however fast the machine
+    clf = MLPClassifier((256, 256), batch_size=32, max_iter=1000, n_iter_no_change=1000, random_state=0)
+    # Python's own handler, which a process started in the background (SIGINT ignored) lacks
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     started = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        clf.fit(X, y)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            clf.fit(X, y)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - started < 30
     assert clf.n_iter_ < 1000
     assert np.isfinite(clf.coefs_[0]).all()
