@@ -125,7 +125,6 @@ class Network {
  private:
   void ensure(Workspace& ws, int64_t B) const;
   DropoutSpec layer_dropout(size_t l, MaskPurpose purpose, uint64_t mask_seed, uint32_t mask_step) const;
-  void step_segment(int l, float* col_sq);
   // Adds sum |h| and the count of |h| > threshold per hidden layer for the batch in ws.
   void accumulate_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const;
   // Turns those sums over `rows` rows into means and fractions.
