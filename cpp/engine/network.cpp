@@ -4,11 +4,34 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <stdexcept>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "kernels/threads.h"
 
 namespace dropkit {
+
+template <class T>
+T* FlatAllocator<T>::allocate(size_t n) {
+  constexpr size_t kHuge = (size_t)2 << 20;
+  size_t bytes = n * sizeof(T);
+  void* p = nullptr;
+  if (bytes >= 2 * kHuge) {
+    bytes = (bytes + kHuge - 1) / kHuge * kHuge;  // aligned_alloc takes a multiple of the alignment
+    p = std::aligned_alloc(kHuge, bytes);
+#ifdef __linux__
+    if (p) madvise(p, bytes, MADV_HUGEPAGE);  // a hint: without it, ordinary pages
+#endif
+  } else {
+    p = std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64));
+  }
+  if (!p) throw std::bad_alloc();
+  return static_cast<T*>(p);
+}
+template struct FlatAllocator<float>;
 
 // Rows per block outside training (predict, statistics, the validation
 // loss): few enough that each product's op(A) is kept packed whole and its
