@@ -92,8 +92,7 @@ class FmaPeak:
     fma_peak.c. This machine's speed drifts from second to second, so the
     probe runs again beside each GEMM shape, and every percentage of peak
     uses the highest reading of the whole run: the percentages err low, not
-    high (one probe at the start, in a slow second, had put a product at 95%
-    of a peak it then ran well above)."""
+    high (a single probe that fell in a slow second had inflated them)."""
 
     def __init__(self):
         self.readings = []
