@@ -136,7 +136,8 @@ GEMM_SIZES = [(1, 1, 1), (7, 17, 15), (16, 1, 1023), (1, 1023, 7), (33, 1023, 16
               (130, 65, 17), (17, 16, 300), (150, 530, 300), (5, 2100, 9),
               (6, 33, 257), (13, 32, 193), (145, 17, 16), (1, 1025, 40), (2, 15, 513), (12, 1041, 7),
               (11, 31, 5), (25, 65, 258), (289, 40, 30), (23, 1030, 12),
-              (300, 10, 300), (40, 7, 1030)]  # few columns: computed as the transpose
+              (300, 10, 300), (40, 7, 1030),  # few columns: dot products, or the transpose
+              (61, 16, 47), (6, 3, 16), (9, 12, 1)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
@@ -198,7 +199,8 @@ def test_dense_one_row_same_bits_as_in_a_batch(isa, n, k):
 # and shared tasks, claimed by the threads: groups of columns (a batch of
 # rows) and groups of rows (a single panel of B).
 THREAD_SIZES = [(300, 530, 300), (7, 1100, 1023), (1023, 17, 300), (145, 530, 257), (1, 2100, 1500),
-                (289, 530, 257), (2000, 10, 300), (700, 530, 100), (300, 1024, 256), (40, 2000, 300)]
+                (289, 530, 257), (2000, 10, 300), (700, 530, 100), (300, 1024, 256), (40, 2000, 300),
+                (700, 13, 1000)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "kernels/activations.h"
@@ -320,6 +321,10 @@ static void whole_epilogue(const Epilogue* ep, int64_t M, int64_t N, const float
   if (ep && ep->dropped) band_dropout(ep, N, C, 0, M, 0, N);
 }
 
+// A thread wake-up costs about as much as this many multiply-adds; smaller
+// products run on the calling thread alone.
+constexpr double kMinFmaPerThread = 1.5e5 * W;
+
 // ----------------------------------------------------------------------------
 // the blocked driver
 
@@ -521,11 +526,8 @@ static void gemm_claim(void* ctx, int64_t, int64_t) {
 // (whole tiles) and the packing it does for them.
 static int plan_grid(GemmJob& g, int T) {
   int64_t row_strips = (g.M + MR - 1) / MR, col_strips = (g.N + NR - 1) / NR;
-  // A thread wake-up costs about as much as this many multiply-adds; smaller
-  // products run on the calling thread alone.
-  const double min_fma_per_thread = 1.5e5 * W;
   double fma = (double)g.M * g.N * g.K;
-  if (T > 1 && fma < min_fma_per_thread * 2) T = 1;
+  if (T > 1 && fma < kMinFmaPerThread * 2) T = 1;
   double best = -1.0;
   g.row_chunk = row_strips * MR;
   g.col_chunk = col_strips * NR;
@@ -582,17 +584,125 @@ static bool plan_shared_tasks(GemmJob& g, int T) {
   return true;
 }
 
-// A product only a few columns wide (an output layer of 10 classes) wastes
-// most of each NR-wide tile; its transpose C^T = op(B)^T op(A)^T is that few
-// rows tall instead, which tiles well. Every element is the same sum either
-// way (beta = 0: nothing of C joins the panels), so results do not change.
+// Scratch of the two paths below, per thread and path (the transposed
+// product's inner call may take the other); null when it cannot be had (the
+// product then takes the ordinary path).
+enum class Scratch { narrow = 0, dot = 1 };
+static float* scratch(Scratch which, int64_t n) {
+  static thread_local GrowBuffer bufs[2];
+  GrowBuffer& buf = bufs[(int)which];
+  return buf.reserve(n) ? buf.data : nullptr;
+}
+
+// A product only a few columns wide that the dot products below do not take
+// (the weight gradient X^T dZ of an output layer of 10 classes) wastes most
+// of each NR-wide tile; its transpose C^T = op(B)^T op(A)^T is that few rows
+// tall instead, which tiles well. Every element is the same sum either way
+// (beta = 0: nothing of C joins the panels), so results do not change.
 static bool narrow(int64_t M, int64_t N, float beta) { return beta == 0.0f && 2 * N <= NR && M >= 2 * N; }
 
-// The transposed product's scratch, per thread; null when it cannot be had
-// (the product then takes the ordinary path).
-static float* narrow_buffer(int64_t n) {
-  static thread_local GrowBuffer buf;
-  return buf.reserve(n) ? buf.data : nullptr;
+// ----------------------------------------------------------------------------
+// few columns, A by rows: dot products
+
+// A product at most kDotColumns wide whose op(A) is A itself, read by rows
+// (an output layer going forward: X W with W (K, 10)), is a set of dot
+// products: op(B)'s columns are packed as contiguous rows, and each element
+// of C is the dot product of a row of A with one of them, summed in W lanes
+// and then across the lanes in a fixed order. A is read once, in place; the
+// transposed product (narrow) packed all of A^T, which took longer than its
+// arithmetic. Each row of C is the same sum whatever M is, so one sample and
+// a batch give the same bits.
+constexpr int kDotColumns = 16;
+constexpr int kDotRows = 6;   // rows of A at a time
+constexpr int kDotGroup = 4;  // columns at a time: kDotRows * kDotGroup sums in registers
+
+static inline float lane_sum(vf v) {
+#if DK_VEC_WIDTH == 1
+  return v;
+#elif DK_VEC_WIDTH == 16 && defined(__AVX512F__)
+  return _mm512_reduce_add_ps((__m512)v);
+#else
+  float s = 0.0f;
+  for (int i = 0; i < W; i++) s += v[i];
+  return s;
+#endif
+}
+
+// Rows [0, R) of C (., N) from rows of A and Bt (N rounded up to kDotGroup
+// rows of K, zero past N).
+template <int R>
+static void dot_rows(int64_t N, int64_t K, float alpha, const float* __restrict A, int64_t lda,
+                     const float* __restrict Bt, float* __restrict C, int64_t ldc) {
+  const int64_t k_vec = K / W * W;
+  for (int64_t j0 = 0; j0 < N; j0 += kDotGroup) {
+    const float* b = Bt + j0 * K;
+    vf acc[R][kDotGroup];
+    for (int r = 0; r < R; r++)
+      for (int c = 0; c < kDotGroup; c++) acc[r][c] = vbroadcast(0.0f);
+    for (int64_t k = 0; k < k_vec; k += W) {
+      vf bk[kDotGroup];
+      for (int c = 0; c < kDotGroup; c++) bk[c] = vload(b + c * K + k);
+      for (int r = 0; r < R; r++) {
+        vf a = vload(A + r * lda + k);
+        for (int c = 0; c < kDotGroup; c++) acc[r][c] += a * bk[c];
+      }
+    }
+    for (int r = 0; r < R; r++)
+      for (int c = 0; c < kDotGroup && j0 + c < N; c++) {
+        float sum = lane_sum(acc[r][c]);
+        for (int64_t k = k_vec; k < K; k++) sum += A[r * lda + k] * b[c * K + k];
+        C[r * ldc + j0 + c] = alpha * sum;
+      }
+  }
+}
+
+struct DotJob {
+  int64_t N, K;
+  float alpha;
+  const float* A; int64_t lda;
+  const float* Bt;
+  float* C; int64_t ldc;
+};
+
+template <int R>
+static void dot_rows_upto(int64_t rows, const DotJob& j, const float* a, float* c) {
+  if constexpr (R > 1) {
+    if (rows < R) return dot_rows_upto<R - 1>(rows, j, a, c);
+  }
+  dot_rows<R>(j.N, j.K, j.alpha, a, j.lda, j.Bt, c, j.ldc);
+}
+
+static void dot_job_rows(void* ctx, int64_t begin, int64_t end) {
+  const DotJob& j = *static_cast<const DotJob*>(ctx);
+  for (int64_t i = begin; i < end; i += kDotRows)
+    dot_rows_upto<kDotRows>(imin(kDotRows, end - i), j, j.A + i * j.lda, j.C + i * j.ldc);
+}
+
+// C = alpha op(A) op(B), then the epilogue, as dot products (above); false
+// when the product is not of that kind.
+static bool dot_products(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool trans_a,
+                         const float* B, int64_t ldb, bool trans_b, float beta, float* C, int64_t ldc,
+                         const Epilogue* ep) {
+  if (beta != 0.0f || trans_a || N > kDotColumns || K <= 0) return false;
+  const int64_t rows = (N + kDotGroup - 1) / kDotGroup * kDotGroup;
+  float* Bt = scratch(Scratch::dot, rows * K);
+  if (!Bt) return false;
+  if (trans_b) {  // op(B)'s columns are B's rows
+    for (int64_t j = 0; j < N; j++) std::memcpy(Bt + j * K, B + j * ldb, sizeof(float) * K);
+  } else {  // B read once, row by row
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t j = 0; j < N; j++) Bt[j * K + k] = B[k * ldb + j];
+  }
+  std::fill(Bt + N * K, Bt + rows * K, 0.0f);
+  DotJob job{N, K, alpha, A, lda, Bt, C, ldc};
+  const int64_t grain = std::max<int64_t>(kDotRows, (int64_t)(kMinFmaPerThread / (double)(N * K)) + 1);
+  parallel_for(M, grain, dot_job_rows, &job);
+  const float* bias = ep ? ep->bias : nullptr;
+  if (bias)
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) C[i * ldc + j] += bias[j];
+  whole_epilogue(ep, M, N, C, ldc);
+  return true;
 }
 
 static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
@@ -609,7 +719,8 @@ static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
     whole_epilogue(ep, M, N, C, ldc);
     return;
   }
-  if (float* t = narrow(M, N, beta) ? narrow_buffer(M * N) : nullptr) {
+  if (dot_products(M, N, K, alpha, A, lda, trans_a, B, ldb, trans_b, beta, C, ldc, ep)) return;
+  if (float* t = narrow(M, N, beta) ? scratch(Scratch::narrow, M * N) : nullptr) {
     // t (N, M) = C^T, bias and the rest of the epilogue applied on the way back
     gemm(N, M, K, alpha, B, ldb, !trans_b, A, lda, !trans_a, 0.0f, t, M, nullptr);
     const float* bias = ep ? ep->bias : nullptr;
