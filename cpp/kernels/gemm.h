@@ -616,18 +616,6 @@ constexpr int kDotColumns = 16;
 constexpr int kDotRows = 6;   // rows of A at a time
 constexpr int kDotGroup = 4;  // columns at a time: kDotRows * kDotGroup sums in registers
 
-static inline float lane_sum(vf v) {
-#if DK_VEC_WIDTH == 1
-  return v;
-#elif DK_VEC_WIDTH == 16 && defined(__AVX512F__)
-  return _mm512_reduce_add_ps((__m512)v);
-#else
-  float s = 0.0f;
-  for (int i = 0; i < W; i++) s += v[i];
-  return s;
-#endif
-}
-
 // Rows [0, R) of C (., N) from rows of A and Bt (N rounded up to kDotGroup
 // rows of K, zero past N).
 template <int R>
@@ -649,7 +637,7 @@ static void dot_rows(int64_t N, int64_t K, float alpha, const float* __restrict 
     }
     for (int r = 0; r < R; r++)
       for (int c = 0; c < kDotGroup && j0 + c < N; c++) {
-        float sum = lane_sum(acc[r][c]);
+        float sum = vsum(acc[r][c]);
         for (int64_t k = k_vec; k < K; k++) sum += A[r * lda + k] * b[c * K + k];
         C[r * ldc + j0 + c] = alpha * sum;
       }

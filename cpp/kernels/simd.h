@@ -45,6 +45,19 @@ static inline vf vbroadcast(float s) {
 }
 #endif
 
+// The sum of a vector's lanes, in a fixed order per ISA.
+static inline float vsum(vf v) {
+#if DK_VEC_WIDTH == 1
+  return v;
+#elif DK_VEC_WIDTH == 16 && defined(__AVX512F__)
+  return _mm512_reduce_add_ps((__m512)v);
+#else
+  float s = 0.0f;
+  for (int i = 0; i < W; i++) s += v[i];
+  return s;
+#endif
+}
+
 static inline uint32_t f2u(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 static inline float u2f(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 static inline float fmaxf_(float a, float b) { return a > b ? a : b; }
