@@ -17,18 +17,14 @@ namespace dropkit {
 template <class T>
 T* FlatAllocator<T>::allocate(size_t n) {
   constexpr size_t kHuge = (size_t)2 << 20;
-  size_t bytes = n * sizeof(T);
-  void* p = nullptr;
-  if (bytes >= 2 * kHuge) {
-    bytes = (bytes + kHuge - 1) / kHuge * kHuge;  // aligned_alloc takes a multiple of the alignment
-    p = std::aligned_alloc(kHuge, bytes);
-#ifdef __linux__
-    if (p) madvise(p, bytes, MADV_HUGEPAGE);  // a hint: without it, ordinary pages
-#endif
-  } else {
-    p = std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64));
-  }
+  const size_t bytes = n * sizeof(T);
+  const bool huge = bytes >= 2 * kHuge;
+  void* p = aligned_bytes(huge ? kHuge : 64, bytes);
   if (!p) throw std::bad_alloc();
+#ifdef __linux__
+  // a hint, over the whole huge pages aligned_bytes rounded up to: without it, ordinary pages
+  if (huge) madvise(p, (bytes + kHuge - 1) / kHuge * kHuge, MADV_HUGEPAGE);
+#endif
   return static_cast<T*>(p);
 }
 template struct FlatAllocator<float>;

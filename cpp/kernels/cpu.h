@@ -8,10 +8,18 @@
 // by set_isa() so the tests run every path this CPU supports.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 namespace dropkit {
+
+// `bytes` of memory aligned to `alignment` (a power of two), to be released
+// with std::free, or null. aligned_alloc takes only a size that is a
+// multiple of the alignment (and none of zero), so the size is rounded up.
+inline void* aligned_bytes(size_t alignment, size_t bytes) {
+  return std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment + (bytes == 0 ? alignment : 0));
+}
 
 enum class Act : int { identity = 0, sigmoid, tanh, relu, leaky_relu, prelu, elu };
 enum class Loss : int { softmax_ce = 0, binary_ce, squared };

@@ -359,8 +359,7 @@ struct GrowBuffer {
   bool reserve(int64_t n) {
     if (capacity >= n) return true;
     std::free(data);
-    // aligned_alloc takes a multiple of the alignment
-    data = static_cast<float*>(std::aligned_alloc(64, (sizeof(float) * n + 63) / 64 * 64));
+    data = static_cast<float*>(aligned_bytes(64, sizeof(float) * n));
     capacity = data ? n : 0;
     return data != nullptr;
   }
@@ -383,8 +382,8 @@ struct PackBuffers {
 
 static PackBuffers& pack_buffers() {
   static thread_local PackBuffers buf;
-  if (!buf.a) buf.a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * MC * KC));
-  if (!buf.b) buf.b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * KC * NC));
+  if (!buf.a) buf.a = static_cast<float*>(aligned_bytes(64, sizeof(float) * MC * KC));
+  if (!buf.b) buf.b = static_cast<float*>(aligned_bytes(64, sizeof(float) * KC * NC));
   return buf;
 }
 
