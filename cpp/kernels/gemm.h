@@ -616,10 +616,10 @@ constexpr int kDotRows = 6;   // rows of A at a time
 constexpr int kDotGroup = 4;  // columns at a time: kDotRows * kDotGroup sums in registers
 
 // Rows [0, R) of C (., N) from rows of A and Bt (N rounded up to kDotGroup
-// rows of K, zero past N).
+// rows of K, zero past N), plus bias (N) when not null, as the tiles add it.
 template <int R>
 static void dot_rows(int64_t N, int64_t K, float alpha, const float* __restrict A, int64_t lda,
-                     const float* __restrict Bt, float* __restrict C, int64_t ldc) {
+                     const float* __restrict Bt, const float* __restrict bias, float* __restrict C, int64_t ldc) {
   const int64_t k_vec = K / W * W;
   for (int64_t j0 = 0; j0 < N; j0 += kDotGroup) {
     const float* b = Bt + j0 * K;
@@ -638,7 +638,7 @@ static void dot_rows(int64_t N, int64_t K, float alpha, const float* __restrict 
       for (int c = 0; c < kDotGroup && j0 + c < N; c++) {
         float sum = vsum(acc[r][c]);
         for (int64_t k = k_vec; k < K; k++) sum += A[r * lda + k] * b[c * K + k];
-        C[r * ldc + j0 + c] = alpha * sum;
+        C[r * ldc + j0 + c] = bias ? alpha * sum + bias[j0 + c] : alpha * sum;
       }
   }
 }
@@ -648,6 +648,7 @@ struct DotJob {
   float alpha;
   const float* A; int64_t lda;
   const float* Bt;
+  const float* bias;
   float* C; int64_t ldc;
 };
 
@@ -656,7 +657,7 @@ static void dot_rows_upto(int64_t rows, const DotJob& j, const float* a, float* 
   if constexpr (R > 1) {
     if (rows < R) return dot_rows_upto<R - 1>(rows, j, a, c);
   }
-  dot_rows<R>(j.N, j.K, j.alpha, a, j.lda, j.Bt, c, j.ldc);
+  dot_rows<R>(j.N, j.K, j.alpha, a, j.lda, j.Bt, j.bias, c, j.ldc);
 }
 
 static void dot_job_rows(void* ctx, int64_t begin, int64_t end) {
@@ -681,13 +682,9 @@ static bool dot_products(int64_t M, int64_t N, int64_t K, float alpha, const flo
       for (int64_t j = 0; j < N; j++) Bt[j * K + k] = B[k * ldb + j];
   }
   std::fill(Bt + N * K, Bt + rows * K, 0.0f);
-  DotJob job{N, K, alpha, A, lda, Bt, C, ldc};
+  DotJob job{N, K, alpha, A, lda, Bt, ep ? ep->bias : nullptr, C, ldc};
   const int64_t grain = std::max<int64_t>(kDotRows, (int64_t)(kMinFmaPerThread / (double)(N * K)) + 1);
   parallel_for(M, grain, dot_job_rows, &job);
-  const float* bias = ep ? ep->bias : nullptr;
-  if (bias)
-    for (int64_t i = 0; i < M; i++)
-      for (int64_t j = 0; j < N; j++) C[i * ldc + j] += bias[j];
   whole_epilogue(ep, M, N, C, ldc);
   return true;
 }
