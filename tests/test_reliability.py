@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 import sys
 import threading
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -141,6 +142,22 @@ def test_repeated_fit_and_predict_do_not_grow_memory(digits):
         MLPClassifier((32,), dropout=0.1, max_iter=2, random_state=i).fit(X, y).predict_proba(X)
     growth = rss_bytes() - before
     assert growth < 20 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over 300 fits"
+
+
+def test_fit_on_float32_data_allocates_nothing_the_size_of_the_data():
+    # float32 C-contiguous data is used in place: checking it for NaN and
+    # infinity must not build a mask a quarter of its size (numpy's
+    # allocations are what tracemalloc sees)
+    rng = np.random.default_rng(0)
+    X = rng.random((4000, 2000), dtype=np.float32)
+    y = rng.integers(0, 3, 4000)
+    tracemalloc.start()
+    try:
+        MLPClassifier((8,), max_iter=1, random_state=0).fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes / 16, f"fit allocated {peak / 2**20:.1f} MiB beside {X.nbytes / 2**20:.0f} MiB of data"
 
 
 def test_the_isa_can_be_forced_lower_by_environment():

@@ -30,7 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from . import _core
-from ._validation import check_int, check_nonneg, check_rate, to_float32
+from ._validation import all_finite, check_int, check_nonneg, check_rate, to_float32
 from .network import SOLVERS, Dense, Network, parse_activation
 from .optim import SCHEDULES, Schedule
 from .penalties import ACTIVITY_PENALTIES
@@ -422,7 +422,7 @@ class _BaseMLP(BaseEstimator):
         hundred microseconds per call, which is most of predicting one sample."""
         return (type(X) is np.ndarray and X.ndim == 2 and X.dtype in (np.float32, np.float64)
                 and X.shape[0] > 0 and X.shape[1] == self.n_features_in_
-                and not hasattr(self, "feature_names_in_") and bool(np.isfinite(X).all()))
+                and not hasattr(self, "feature_names_in_") and all_finite(X))
 
     def _forward(self, X, mc_samples=None, random_state=None, link=None, proba=False):
         """The network's outputs for X; with mc_samples, the mean over that many

@@ -21,6 +21,7 @@ import operator
 import numpy as np
 
 from . import _core
+from ._validation import all_finite
 
 __all__ = [
     "gemm",
@@ -108,7 +109,7 @@ def _array(value, name, *, ndim=None, finite=False):
             raise ValueError(f"{name}: expected a {want} array, got {arr.ndim}-d with shape {arr.shape}")
     with np.errstate(over="ignore"):
         out = np.asarray(arr, dtype=np.float32, order="C")  # keeps 0-d, unlike ascontiguousarray
-    if finite and not np.isfinite(out).all():
+    if finite and not all_finite(out):
         raise ValueError(f"{name}: contains NaN or inf (or values too large for float32)")
     return out
 
