@@ -412,12 +412,22 @@ static const float* shared_a_panel(const GemmJob& g, PackBuffers& buf, int64_t i
 // C[i0:i1, j0:j1], every panel of the inner dimension, on this thread; false
 // when this thread's packing buffers could not be allocated (nothing written).
 //
-// B is packed one of two ways. When the rows fit one block of A (a batch of
-// up to MC), each strip of B is packed just before its tiles use it, into
-// the start of the buffer, which stays in L1 (packing the whole panel first
-// writes it out to L2 and reads it back: for a batch of 128 against a 1024 x
-// 1024 weight matrix, that made X W 6% and dZ W^T 16% slower). With more rows
-// the panel is packed once and shared by the blocks of A.
+// B, unless read in place, is packed one of two ways. When the rows fit one
+// block of A (a batch of up to MC), each strip of B is packed just before its
+// tiles use it, into the start of the buffer, which stays in L1 (packing the
+// whole panel first writes it out to L2 and reads it back: for a batch of 128
+// against a 1024 x 1024 weight matrix, that made X W 6% and dZ W^T 16%
+// slower). With more rows the panel is packed once and shared by the blocks
+// of A.
+//
+// A few strips of rows read B in place when all of it fits in half of L2:
+// packing costs more than it saves there (a batch of 32 against a 256 x 256
+// weight matrix: X W 13% faster in interleaved runs). From L3, packing,
+// which streams B, is faster (8% at 1024 x 1024), and more strips share one
+// packing (no gain left at 64 rows).
+constexpr int64_t kDirectBRows = 4 * MR;
+constexpr int64_t kDirectBFloats = (int64_t)1 << 18;
+
 static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   PackBuffers& buf = pack_buffers();
   if (!buf.a || !buf.b) return false;
@@ -425,7 +435,7 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
   alignas(64) float edge_bias[NR];
   const float* bias = g.ep ? g.ep->bias : nullptr;
   // A single row strip reads each element of B once: read it in place.
-  const bool direct_b = !g.trans_b && i1 - i0 <= MR;
+  const bool direct_b = !g.trans_b && (i1 - i0 <= MR || (i1 - i0 <= kDirectBRows && g.K * g.N <= kDirectBFloats));
   const bool one_row = direct_b && i1 - i0 == 1;
   const bool by_strip = !direct_b && g.share != GemmJob::Share::b && i1 - i0 <= MC;
   for (int64_t jc = j0; jc < j1; jc += NC) {
