@@ -424,7 +424,8 @@ static const float* shared_a_panel(const GemmJob& g, PackBuffers& buf, int64_t i
 // packing costs more than it saves there (a batch of 32 against a 256 x 256
 // weight matrix: X W 13% faster in interleaved runs). From L3, packing,
 // which streams B, is faster (8% at 1024 x 1024), and more strips share one
-// packing (no gain left at 64 rows).
+// packing (no gain left at 64 rows), as do a thread's groups of rows when
+// they share its packed panel of B (X^T dZ of a batch of 128 at 2 threads).
 constexpr int64_t kDirectBRows = 4 * MR;
 constexpr int64_t kDirectBFloats = (int64_t)1 << 18;
 
@@ -435,7 +436,8 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
   alignas(64) float edge_bias[NR];
   const float* bias = g.ep ? g.ep->bias : nullptr;
   // A single row strip reads each element of B once: read it in place.
-  const bool direct_b = !g.trans_b && (i1 - i0 <= MR || (i1 - i0 <= kDirectBRows && g.K * g.N <= kDirectBFloats));
+  const bool small_b = g.share != GemmJob::Share::b && i1 - i0 <= kDirectBRows && g.K * g.N <= kDirectBFloats;
+  const bool direct_b = !g.trans_b && (i1 - i0 <= MR || small_b);
   const bool one_row = direct_b && i1 - i0 == 1;
   const bool by_strip = !direct_b && g.share != GemmJob::Share::b && i1 - i0 <= MC;
   for (int64_t jc = j0; jc < j1; jc += NC) {
