@@ -31,25 +31,46 @@ struct AdamHyper {
   float l2, b1, b2, lr, eps, decay, inv_bc1, inv_sqrt_bc2;
 };
 
-// Adam over one row of columns. SIGN adds l1 sign(w) to the gradient
-// (subgradient L1), PROX soft-thresholds the updated weight by l1 times the
-// step (proximal L1): one loop, compiled for each case, so that none carries
-// another's work (with AVX2 the sign and the threshold cost more than the
-// rest of the update where the state sits in L2).
+#if DK_VEC_WIDTH > 1
+static inline vf sign_of(vf w) { return w > 0.0f ? vbroadcast(1.0f) : (w < 0.0f ? vbroadcast(-1.0f) : vbroadcast(0.0f)); }
+static inline vf soft_threshold(vf w, vf t) {
+  return w > t ? w - t : (w < -t ? w + t : (w != w ? w : vbroadcast(0.0f)));
+}
+#endif
+
+// Adam on one element or one vector of them (T is float or vf). SIGN adds
+// l1 sign(w) to the gradient (subgradient L1), PROX soft-thresholds the
+// updated weight by l1 times the step (proximal L1).
+template <bool SIGN, bool PROX, class T>
+static inline void adam_update(T& w, T g, T& m, T& v, const AdamHyper& h, float l1) {
+  T gi = g + h.l2 * w;
+  if (SIGN) gi += l1 * sign_of(w);
+  m = h.b1 * m + (1.0f - h.b1) * gi;
+  v = h.b2 * v + (1.0f - h.b2) * gi * gi;
+  T step = h.lr * vrecip(vsqrt(v) * h.inv_sqrt_bc2 + h.eps);
+  T wn = w * h.decay - step * (m * h.inv_bc1);
+  w = PROX ? soft_threshold(wn, step * l1) : wn;
+}
+
+// Adam over one row of columns, whole vectors then the rest: written with
+// vectors, not left to the compiler, for vrecip in place of a division. One
+// loop compiled per L1 case, so that none carries another's work (with AVX2
+// the sign and the threshold cost more than the rest of the update where
+// the state sits in L2).
 template <bool SIGN, bool PROX>
 static inline void adam_row(float* __restrict w_r, const float* __restrict g_r, float* __restrict m_r,
                             float* __restrict v_r, int64_t cols, const AdamHyper& h, float l1) {
-  for (int64_t j = 0; j < cols; j++) {
-    float gi = g_r[j] + h.l2 * w_r[j];
-    if (SIGN) gi += l1 * sign_of(w_r[j]);
-    float mi = h.b1 * m_r[j] + (1.0f - h.b1) * gi;
-    float vi = h.b2 * v_r[j] + (1.0f - h.b2) * gi * gi;
-    m_r[j] = mi;
-    v_r[j] = vi;
-    float step = h.lr / (__builtin_sqrtf(vi) * h.inv_sqrt_bc2 + h.eps);
-    float wn = w_r[j] * h.decay - step * (mi * h.inv_bc1);
-    w_r[j] = PROX ? soft_threshold(wn, step * l1) : wn;
+  int64_t j = 0;
+#if DK_VEC_WIDTH > 1
+  for (; j + W <= cols; j += W) {
+    vf w = vload(w_r + j), m = vload(m_r + j), v = vload(v_r + j);
+    adam_update<SIGN, PROX>(w, vload(g_r + j), m, v, h, l1);
+    vstore(w_r + j, w);
+    vstore(m_r + j, m);
+    vstore(v_r + j, v);
   }
+#endif
+  for (; j < cols; j++) adam_update<SIGN, PROX>(w_r[j], g_r[j], m_r[j], v_r[j], h, l1);
 }
 
 // One loop per optimizer, each over rows and then contiguous columns, so that

@@ -58,6 +58,35 @@ static inline float vsum(vf v) {
 #endif
 }
 
+// sqrt, and 1/x to within two units in the last place: the approximate
+// reciprocal refined by one Newton step, where the vector divider, shared
+// with sqrt and far slower than the multipliers, would bound the loop
+// (Adam's step: 17% faster on 85,000 parameters in L2). Exact in scalar code.
+static inline float vsqrt(float x) { return __builtin_sqrtf(x); }
+static inline float vrecip(float x) { return 1.0f / x; }
+#if DK_VEC_WIDTH > 1
+static inline vf vsqrt(vf x) {
+#if DK_VEC_WIDTH == 16 && defined(__AVX512F__)
+  return (vf)_mm512_sqrt_ps((__m512)x);
+#elif DK_VEC_WIDTH == 8 && defined(__AVX__)
+  return (vf)_mm256_sqrt_ps((__m256)x);
+#else
+  for (int i = 0; i < DK_VEC_WIDTH; i++) x[i] = __builtin_sqrtf(x[i]);
+  return x;
+#endif
+}
+static inline vf vrecip(vf x) {
+#if DK_VEC_WIDTH == 16 && defined(__AVX512F__)
+  vf r = (vf)_mm512_rcp14_ps((__m512)x);
+#elif DK_VEC_WIDTH == 8 && defined(__AVX__)
+  vf r = (vf)_mm256_rcp_ps((__m256)x);
+#else
+  return 1.0f / x;
+#endif
+  return r * (2.0f - x * r);
+}
+#endif
+
 static inline uint32_t f2u(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 static inline float u2f(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 static inline float fmaxf_(float a, float b) { return a > b ? a : b; }
