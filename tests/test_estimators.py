@@ -1,4 +1,5 @@
 """MLPClassifier and MLPRegressor as a user sees them."""
+import copy
 import os
 import signal
 import subprocess
@@ -129,6 +130,28 @@ def test_binary_multilabel_and_string_labels():
     assert multi.predict(Xm).shape == Ym.shape
     assert multi.predict_proba(Xm).shape == Ym.shape
     assert multi.score(Xm, Ym) > 0.3  # subset accuracy
+
+
+def test_continuing_fits_check_their_input_as_the_first_does(digits):
+    # plain arrays take a quicker route than scikit-learn's validation on
+    # continuing fits: the same model either way, the same refusals
+    X_train, _, y_train, _ = digits
+    quick = MLPClassifier((16,), random_state=0).partial_fit(X_train[:50], y_train[:50], classes=np.arange(10))
+    checked = copy.deepcopy(quick)
+    quick.partial_fit(X_train[50:150], y_train[50:150])
+    checked.partial_fit(X_train[50:150].tolist(), y_train[50:150].tolist())
+    assert all(np.array_equal(a, b) for a, b in zip(quick.coefs_, checked.coefs_))
+    before = [w.copy() for w in quick.coefs_]
+    with_nan = X_train[:20].copy()
+    with_nan[3, 5] = np.nan
+    for X, y, message in [(with_nan, y_train[:20], "NaN"), (X_train[:20, :10], y_train[:20], "10 features"),
+                          (X_train[:20], y_train[:19], "inconsistent numbers of samples")]:
+        with pytest.raises(ValueError, match=message):
+            quick.partial_fit(X, y)
+    assert all(np.array_equal(a, b) for a, b in zip(quick.coefs_, before))
+    reg = MLPRegressor((8,), random_state=0).partial_fit(X_train[:50], y_train[:50].astype(float))
+    with pytest.raises(ValueError, match="infinity"):
+        reg.partial_fit(X_train[:3], np.array([1.0, np.inf, 2.0]))
 
 
 @pytest.mark.parametrize("labels, unseen", [(np.array([3, -1, 7]), 99), (np.array([0, 5]), 1),
