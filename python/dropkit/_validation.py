@@ -5,12 +5,15 @@ name and says what was expected.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 
 
 def check_number(value, name):
+    if type(value) is float and math.isfinite(value):  # the common case, without the ABC checks below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
     if not np.isfinite(value):
