@@ -422,8 +422,8 @@ static const float* shared_a_panel(const GemmJob& g, PackBuffers& buf, int64_t i
 //
 // A few strips of rows read B in place when all of it fits in half of L2:
 // packing costs more than it saves there (a batch of 32 against a 256 x 256
-// weight matrix: X W 13% faster in interleaved runs). From L3, packing,
-// which streams B, is faster (8% at 1024 x 1024), and more strips share one
+// weight matrix: X W 12-16% faster in interleaved runs). From L3, packing,
+// which streams B, is faster (6-9% at 1024 x 1024), and more strips share one
 // packing (no gain left at 64 rows), as do a thread's groups of rows when
 // they share its packed panel of B (X^T dZ of a batch of 128 at 2 threads).
 constexpr int64_t kDirectBRows = 4 * MR;

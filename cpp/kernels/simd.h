@@ -60,9 +60,9 @@ static inline float vsum(vf v) {
 
 // sqrt, and 1/x to within one unit in the last place with AVX-512, three
 // with AVX2 (a 12-bit estimate, not 14): the approximate reciprocal refined
-// by one Newton step, where the vector divider, shared
-// with sqrt and far slower than the multipliers, would bound the loop
-// (Adam's step: 9-17% faster on 85,000 parameters in L2). Exact in scalar code.
+// by one Newton step, where the vector divider, shared with sqrt and far
+// slower than the multipliers, would bound the loop (Adam's step: 9-17%
+// faster on 85,000 parameters in L2). Exact in scalar code.
 static inline float vsqrt(float x) { return __builtin_sqrtf(x); }
 static inline float vrecip(float x) { return 1.0f / x; }
 #if DK_VEC_WIDTH > 1
