@@ -435,7 +435,8 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
   alignas(64) float edge[MR * NR];
   alignas(64) float edge_bias[NR];
   const float* bias = g.ep ? g.ep->bias : nullptr;
-  // A single row strip reads each element of B once: read it in place.
+  // A single row strip reads each element of B once, and a few strips read a
+  // small B (above) faster than they pack it: B read in place.
   const bool small_b = g.share != GemmJob::Share::b && i1 - i0 <= kDirectBRows && g.K * g.N <= kDirectBFloats;
   const bool direct_b = !g.trans_b && (i1 - i0 <= MR || small_b);
   const bool one_row = direct_b && i1 - i0 == 1;
@@ -683,7 +684,7 @@ static void dot_job_rows(void* ctx, int64_t begin, int64_t end) {
 static bool dot_products(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool trans_a,
                          const float* B, int64_t ldb, bool trans_b, float beta, float* C, int64_t ldc,
                          const Epilogue* ep) {
-  if (beta != 0.0f || trans_a || N > kDotColumns || K <= 0) return false;
+  if (beta != 0.0f || trans_a || N > kDotColumns) return false;  // K > 0: gemm took the empty sums
   const int64_t rows = (N + kDotGroup - 1) / kDotGroup * kDotGroup;
   float* Bt = scratch(Scratch::dot, rows * K);
   if (!Bt) return false;

@@ -63,6 +63,15 @@ def _fitted_binarizer(classes, y_type, sparse_input=False):
     return binarizer
 
 
+def _plain_float32(X):
+    """A plain input (_is_plain_input), already known finite, as C-contiguous
+    float32: a float32 C-contiguous array as it is, without a second
+    finiteness pass; others converted (float64 may still overflow float32)."""
+    if X.dtype == np.float32 and X.flags.c_contiguous:
+        return X
+    return to_float32(X, "X")
+
+
 @contextlib.contextmanager
 def thread_count(n_threads):
     """Run the kernels on n_threads threads inside the block (None: leave as is)."""
@@ -234,10 +243,12 @@ class _BaseMLP(BaseEstimator):
         # a continuing fit on plain arrays: validate_data would pass them through
         # unchanged, and skipping it saves about half a millisecond a call, as
         # much as several minibatches of a small net
-        if not (continuing and self._is_plain_target(y, X)):
+        if continuing and self._is_plain_target(X, y):
+            X = _plain_float32(X)
+        else:
             X, y = validate_data(self, X, y, reset=not continuing, multi_output=True,
                                  dtype=(np.float64, np.float32), y_numeric=self._loss == "squared")
-        X = to_float32(X, "X")
+            X = to_float32(X, "X")
         Y = self._encode_targets(y, continuing, classes)
         sw = None
         if sample_weight is not None:
@@ -430,7 +441,7 @@ class _BaseMLP(BaseEstimator):
                 and X.shape[0] > 0 and X.shape[1] == self.n_features_in_
                 and not hasattr(self, "feature_names_in_") and all_finite(X))
 
-    def _is_plain_target(self, y, X):
+    def _is_plain_target(self, X, y):
         """True for a plain X (_is_plain_input) with a 1-d ndarray of as many
         integer, boolean or finite float targets."""
         return (self._is_plain_input(X) and type(y) is np.ndarray and y.ndim == 1 and len(y) == X.shape[0]
@@ -442,11 +453,10 @@ class _BaseMLP(BaseEstimator):
         with proba, the float64 probabilities of predict_proba."""
         if "_network" not in self.__dict__:  # as __sklearn_is_fitted__, without check_is_fitted's cost
             check_is_fitted(self)
-        if not self._is_plain_input(X):
+        if self._is_plain_input(X):
+            X = _plain_float32(X)
+        else:
             X = to_float32(validate_data(self, X, reset=False, dtype=(np.float64, np.float32)), "X")
-        elif X.dtype != np.float32 or not X.flags.c_contiguous:
-            X = to_float32(X, "X")  # known finite; float64 may still overflow float32
-        # else: a finite C-contiguous float32 array, used as it is (no second finiteness pass)
         # the pool's count already right (the common case): no generator-based
         # context, which costs as much as a tenth of predicting one sample
         same = self.n_threads is None or self.n_threads == _core.get_num_threads()
