@@ -255,6 +255,55 @@ def test_divergence_is_reported():
             net.train_epoch(X * 1e3, Y, loss="softmax_ce", batch_size=32, epoch=epoch)
 
 
+FUSED_STEP_CASES = {
+    "adam, proximal l1, l2": dict(solver="adam", l1=1e-3, l2=1e-2),
+    "adam, subgradient l1, decay": dict(solver="adam", l1=1e-3, l1_mode="subgradient", weight_decay=1e-2),
+    "sgd, nesterov": dict(solver="sgd", momentum=0.9, l1=1e-3, l2=1e-2),
+    "sgd, plain": dict(solver="sgd", momentum=0.0, weight_decay=1e-2),
+    "rmsprop": dict(solver="rmsprop", l2=1e-2, l1=1e-3),
+    "adagrad": dict(solver="adagrad", l1=1e-3, l1_mode="subgradient"),
+    # max-norm and DropConnect layers keep the separate pass beside fused ones
+    "adam, max-norm and dropconnect": dict(solver="adam", l2=1e-2, max_norm=[0.0, 1.0, 0.0]),
+}
+
+
+@pytest.mark.parametrize("case", FUSED_STEP_CASES)
+@pytest.mark.parametrize("n_in, width", [(23, 37), (300, 256)], ids=["edges", "wide"])
+@pytest.mark.parametrize("batch_size", [32, 300])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_epoch_matches_steps_taken_one_call_at_a_time(isa, case, n_in, width, batch_size, threads):
+    """train_epoch updates most weights inside their gradient's product; the
+    model must be bit for bit the one of forward, backward and step called in
+    turn (separate passes), for every optimizer and L1 form, at tile edges
+    (23 inputs, 37 units), over one panel of the batch and over two (300
+    rows), with the sums kept apart or, for a wide layer, in the gradient."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((700, n_in)).astype(np.float32)
+    Y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 700)]
+    layers = [Dense(width, "relu", dropout=0.2), Dense(29, "tanh", dropout=0.5, dropconnect=0.3),
+              Dense(4, "identity", dropout=0.1)]
+    args = dict(FUSED_STEP_CASES[case], learning_rate=1e-2, random_state=0)
+    previous = _core.get_num_threads()
+    dropkit.set_num_threads(threads)
+    try:
+        fused, steps = Network(n_in, layers, **args), Network(n_in, layers, **args)
+        for epoch in range(2):
+            fused.train_epoch(X, Y, loss="softmax_ce", batch_size=batch_size, shuffle=False, epoch=epoch)
+            for start in range(0, len(X), batch_size):
+                xb, yb = X[start:start + batch_size], Y[start:start + batch_size]
+                out = steps.forward(xb, training=True)
+                _, dout = _core.loss(out, yb, None, "softmax_ce", 1.0 / len(xb))
+                steps.zero_grad()
+                steps.backward(dout)
+                steps.step()
+    finally:
+        _core.set_num_threads(previous)
+    assert fused.step_count == steps.step_count
+    np.testing.assert_array_equal(fused.params, steps.params)
+    # the last batch of an epoch is stepped apart: its gradients stay readable
+    np.testing.assert_array_equal(fused.grads, steps.grads)
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(layers=[]), "layers"),
     (dict(layers=[Dense(0)]), "units"),

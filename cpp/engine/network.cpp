@@ -172,7 +172,7 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
   return x;
 }
 
-void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumulate) {
+void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumulate, bool step_weights) {
   const KernelTable& K = kernels();
   int64_t B = ws.batch_in_use;
   const float* da = dout;
@@ -203,9 +203,18 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
       ActParams p{S.act, S.act_param, s_off_[l] >= 0 ? params_.data() + s_off_[l] : nullptr};
       K.act_backward(dz, dslope, da, z, ws.out_ptr[l], B, width, p, activity, da_mask);
     }
-    // db += sum_b dz;  dW (n_in, width) += x_in^T (n_in, B) dz (B, width)
+    // db += sum_b dz
     if (!accumulate) std::fill_n(grads_.data() + b_off_[l], width, 0.0f);
     K.column_sums(grads_.data() + b_off_[l], dz, B, width);
+    // d_in (B, n_in) = dz (B, width) W^T (width, n_in), then back through the
+    // dropout mask; before dW, whose product may update W
+    float* d_in = nullptr;
+    if (l > 0 || dX) {
+      const float* W_used = S.dropconnect > 0.0f ? ws.w_drop[l].data() : params_.data() + w_off_[l];
+      d_in = l == 0 ? dX : (ws.d_in[l].resize(B * S.n_in), ws.d_in[l].data());
+      K.gemm(B, S.n_in, width, 1.0f, dz, width, false, W_used, width, true, 0.0f, d_in, S.n_in, nullptr);
+    }
+    // dW (n_in, width) += x_in^T (n_in, B) dz (B, width)
     float* dW = grads_.data() + w_off_[l];
     if (S.dropconnect > 0.0f) {
       if (!accumulate) std::fill_n(dW, S.n_in * width, 0.0f);
@@ -215,15 +224,17 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
              ws.scratch.data(), width, nullptr);
       DropoutSpec d = layer_dropout(l, kWeightMask, seed, step);
       K.dropout_accumulate(dW, ws.scratch.data(), S.n_in * width, d.threshold, d.scale, d.key);
+    } else if (step_weights && !accumulate && can_fuse_step(l)) {
+      const int64_t o = w_off_[l];
+      FusedStep fused{params_.data() + o, m_.data() + o, v_.data() + o, weight_step_params(l)};
+      Epilogue ep;
+      ep.step = &fused;
+      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f, dW, width, &ep);
     } else {
       K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, accumulate ? 1.0f : 0.0f,
              dW, width, nullptr);
     }
-    if (l == 0 && !dX) break;
-    // d_in (B, n_in) = dz (B, width) W^T (width, n_in), then back through the dropout mask
-    const float* W_used = S.dropconnect > 0.0f ? ws.w_drop[l].data() : params_.data() + w_off_[l];
-    float* d_in = l == 0 ? dX : (ws.d_in[l].resize(B * S.n_in), ws.d_in[l].data());
-    K.gemm(B, S.n_in, width, 1.0f, dz, width, false, W_used, width, true, 0.0f, d_in, S.n_in, nullptr);
+    if (!d_in) break;
     // Regenerating the mask from the counter-based stream is cheaper than
     // storing it. The network's input gradient dX gets it in place; any other
     // layer's input gradient gets it in the layer below's activation
@@ -259,21 +270,26 @@ static void optimizer_rows(void* ctx, int64_t begin, int64_t end) {
   kernels().optimizer_step(j.w + o, j.g + o, j.m + o, j.v + o, end - begin, j.cols, j.p, nullptr);
 }
 
-void Network::optimizer_step() {
+OptParams Network::weight_step_params(size_t l) const {
   OptParams p = opt;
   double t = (double)step + 1.0;
   p.bias_correction1 = (float)(1.0 - std::pow((double)opt.beta1, t));
   p.bias_correction2 = (float)(1.0 - std::pow((double)opt.beta2, t));
   p.l1_proximal = l1_proximal;
+  p.l1 = l1[l];
+  p.l2 = l2[l];
+  p.weight_decay = weight_decay[l];
+  return p;
+}
+
+void Network::optimizer_step(bool weights_stepped) {
   std::vector<float>& col_sq = col_sq_;
   for (size_t l = 0; l < layers_.size(); l++) {
     const KernelTable& K = kernels();
     const LayerSpec& S = layers_[l];
     int64_t width = S.width();
     int64_t rest = width + (S.has_slopes() ? S.units : 0);  // bias, then slopes
-    p.l1 = l1[l];
-    p.l2 = l2[l];
-    p.weight_decay = weight_decay[l];
+    OptParams p = weight_step_params(l);
     float* col = nullptr;
     if (max_norm[l] > 0.0f) {
       col_sq.assign(width, 0.0f);
@@ -282,7 +298,7 @@ void Network::optimizer_step() {
     int64_t o = w_off_[l];
     if (col) {
       K.optimizer_step(params_.data() + o, grads_.data() + o, m_.data() + o, v_.data() + o, S.n_in, width, p, col);
-    } else {
+    } else if (!(weights_stepped && can_fuse_step(l))) {
       OptimizerJob job{params_.data() + o, m_.data() + o, v_.data() + o, grads_.data() + o, width, p};
       parallel_for(S.n_in, std::max<int64_t>(1, ((int64_t)1 << 16) / width), optimizer_rows, &job);
     }
@@ -370,8 +386,12 @@ EpochResult Network::train_epoch(const float* X, const float* Y, const float* sa
       r.diverged = true;
       break;
     }
-    backward(train_ws, dout_.data(), nullptr, /*accumulate=*/false);
-    optimizer_step();
+    // The weights' update inside their gradients' products (gemm.h's fused
+    // step), except on the epoch's last batch, whose gradients grads() keeps
+    // for the fit's history (their norms).
+    const bool fuse = start + batch_size < n;
+    backward(train_ws, dout_.data(), nullptr, /*accumulate=*/false, /*step_weights=*/fuse);
+    optimizer_step(/*weights_stepped=*/fuse);
     r.loss_sum += batch_loss;
     r.weight_sum += wsum;
     r.batches++;

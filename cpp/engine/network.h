@@ -117,9 +117,18 @@ class Network {
   // gradient w.r.t. X into dX when it is not null. With accumulate false the
   // gradients overwrite grads() instead, which saves zeroing the buffer and
   // reading it back in every step of an epoch (each segment is written once).
-  void backward(Workspace& ws, const float* dout, float* dX, bool accumulate = true);
+  // With step_weights (and accumulate false) the weights of every layer that
+  // can_fuse_step take this step's update inside the product of their
+  // gradient, which grads() then does not get; optimizer_step(true) does the rest.
+  void backward(Workspace& ws, const float* dout, float* dX, bool accumulate = true, bool step_weights = false);
   void zero_grad();
-  void optimizer_step();  // one fused pass per parameter segment, then step++
+  // One fused pass per parameter segment, then step++; with weights_stepped,
+  // not over the weights backward(..., step_weights) has updated.
+  void optimizer_step(bool weights_stepped = false);
+  // Whether layer l's weight update is elementwise, as the fused step needs:
+  // max-norm scales whole columns after it, and DropConnect's gradient goes
+  // through the weight mask after the product.
+  bool can_fuse_step(size_t l) const { return max_norm[l] == 0.0f && layers_[l].dropconnect == 0.0f; }
   // sum over layers of l1 |W|_1 + (l2/2) |W|^2 (biases too with penalize_bias)
   double penalty_value() const;
 
@@ -146,6 +155,8 @@ class Network {
 
  private:
   void ensure(Workspace& ws, int64_t B) const;
+  // The optimizer's hyperparameters for layer l's weights at this step.
+  OptParams weight_step_params(size_t l) const;
   DropoutSpec layer_dropout(size_t l, MaskPurpose purpose, uint64_t mask_seed, uint32_t mask_step) const;
   // Adds sum |h| and the count of |h| > threshold per hidden layer for the batch in ws.
   void accumulate_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const;

@@ -48,29 +48,7 @@ struct DropoutSpec {
   RngKey key;
 };
 
-// Applied to each output tile once its dot products are complete, while it is
-// still in cache: z = acc + bias, then a = act(z) when `act_out` is given, then
-// (once a band of rows is complete, in L2) the next layer's input dropout of a
-// (or of z without act_out) into `dropped`.
-struct Epilogue {
-  const float* bias = nullptr;  // (N) or null
-  float* act_out = nullptr;     // (M, N) with leading dimension N, or null
-  ActParams act;
-  float* dropped = nullptr;     // (M, N) with leading dimension N, or null (without act_out, C's is N too)
-  DropoutSpec drop;
-};
-
 enum class Optimizer : int { sgd = 0, adagrad, rmsprop, adam };
-
-// A penalty on a hidden layer's output h (see penalties.h for the formulas).
-enum class ActivityKind : int { none = 0, l1, kl, student_t };
-struct ActivityParams {
-  ActivityKind kind = ActivityKind::none;
-  float alpha = 0.0f;  // strength (beta for kl)
-  float rho = 0.0f;    // kl's target mean activation
-  float inv_batch = 1.0f;
-  const float* col_mean = nullptr;  // kl: mean of each unit over the batch
-};
 
 // One optimizer step over a segment of the flat parameter buffer.
 struct OptParams {
@@ -84,6 +62,42 @@ struct OptParams {
   float l1 = 0.0f;
   bool l1_proximal = true;    // soft-threshold after the update; else l1 sign(w) in the gradient
   float bias_correction1 = 1.0f, bias_correction2 = 1.0f;  // adam: 1 - beta^t
+};
+
+// The optimizer step taken by the weight gradient's own product: each
+// finished tile of dW updates its weights w and the state m, v (laid out like
+// C, leading dimension ldc) while the tile is in L1, instead of being stored
+// and read back by a pass of its own. C then holds at most the
+// sums of earlier panels of the inner dimension, and no gradient.
+struct FusedStep {
+  float* w = nullptr;
+  float* m = nullptr;
+  float* v = nullptr;
+  OptParams p;
+};
+
+// Applied to each output tile once its dot products are complete, while it is
+// still in cache: z = acc + bias, then a = act(z) when `act_out` is given, then
+// (once a band of rows is complete, in L2) the next layer's input dropout of a
+// (or of z without act_out) into `dropped`. Or, for a weight gradient, the
+// optimizer step (`step`, with nothing else).
+struct Epilogue {
+  const float* bias = nullptr;  // (N) or null
+  float* act_out = nullptr;     // (M, N) with leading dimension N, or null
+  ActParams act;
+  float* dropped = nullptr;     // (M, N) with leading dimension N, or null (without act_out, C's is N too)
+  DropoutSpec drop;
+  const FusedStep* step = nullptr;
+};
+
+// A penalty on a hidden layer's output h (see penalties.h for the formulas).
+enum class ActivityKind : int { none = 0, l1, kl, student_t };
+struct ActivityParams {
+  ActivityKind kind = ActivityKind::none;
+  float alpha = 0.0f;  // strength (beta for kl)
+  float rho = 0.0f;    // kl's target mean activation
+  float inv_batch = 1.0f;
+  const float* col_mean = nullptr;  // kl: mean of each unit over the batch
 };
 
 struct KernelTable {

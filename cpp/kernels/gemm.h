@@ -29,6 +29,7 @@
 
 #include "kernels/activations.h"
 #include "kernels/dropout.h"
+#include "kernels/optimizers.h"
 #include "kernels/simd.h"
 #include "kernels/threads.h"
 
@@ -315,10 +316,19 @@ static inline void band_dropout(const Epilogue* ep, int64_t N, const float* C, i
   for (int64_t i = i0; i < i1; i++) dropout_span(ep->dropped, a, i * N + j0, i * N + j1, ep->drop);
 }
 
-// Activation and dropout over all of C, for the paths that do not tile it.
+// The fused optimizer step of a finished (rows, cols) block of dW at (i0, j0),
+// its gradient in g (leading dimension ldg).
+static inline void block_step(const FusedStep& f, const StepConsts& s, int64_t ldc, const float* g, int64_t ldg,
+                             int64_t i0, int64_t j0, int64_t rows, int64_t cols) {
+  const int64_t o = i0 * ldc + j0;
+  update_rows(f.w + o, g, f.m + o, f.v + o, rows, cols, ldc, ldg, s, nullptr);
+}
+
+// Activation, dropout or the step over all of C, for the paths that do not tile it.
 static void whole_epilogue(const Epilogue* ep, int64_t M, int64_t N, const float* C, int64_t ldc) {
   if (ep && ep->act_out) tile_activation(ep, N, C, ldc, 0, 0, M, N);
   if (ep && ep->dropped) band_dropout(ep, N, C, 0, M, 0, N);
+  if (ep && ep->step) block_step(*ep->step, step_consts(ep->step->p), ldc, C, ldc, 0, 0, M, N);
 }
 
 // A thread wake-up costs about as much as this many multiply-adds; smaller
@@ -374,6 +384,7 @@ struct PackBuffers {
   int64_t b_k0 = 0, b_jc = 0;
   GrowBuffer a_all;  // every panel of op(A) of product a_id
   uint64_t a_id = 0;
+  GrowBuffer step_sums;  // dW's sums for the fused optimizer step
   ~PackBuffers() {
     std::free(a);
     std::free(b);
@@ -429,18 +440,37 @@ static const float* shared_a_panel(const GemmJob& g, PackBuffers& buf, int64_t i
 constexpr int64_t kDirectBRows = 4 * MR;
 constexpr int64_t kDirectBFloats = (int64_t)1 << 18;
 
+// With the fused optimizer step, the tiles go into this thread's scratch
+// instead of C, and each band, once finished, updates its weights row by
+// row, as the separate pass would: the gradient never leaves L2 and the
+// update runs over long rows (done tile by tile, 12 rows of 32 columns, the
+// update cost half again as much). The scratch is kept to about a quarter of
+// L2, beside the packed panel of B: with one panel of the inner dimension (a
+// batch of up to KC) it holds one band at a time, bands made that small;
+// with more, the whole chunk's sums across the panels, when they fit. When
+// they do not, the sums go to C and each band steps from C while in cache.
+constexpr int64_t kStepScratchFloats = (int64_t)1 << 16;
+
 static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   PackBuffers& buf = pack_buffers();
   if (!buf.a || !buf.b) return false;
   alignas(64) float edge[MR * NR];
   alignas(64) float edge_bias[NR];
   const float* bias = g.ep ? g.ep->bias : nullptr;
+  const FusedStep* fused = g.ep ? g.ep->step : nullptr;
+  const StepConsts step = fused ? step_consts(fused->p) : StepConsts{};
+  const int64_t nc_max = imin(NC, j1 - j0);
+  const bool one_panel = g.K <= KC;
+  const int64_t band_rows =
+      fused && one_panel ? std::min(MC, padded_rows(std::max<int64_t>(1, kStepScratchFloats / nc_max))) : MC;
+  const bool in_scratch = fused && (one_panel || (i1 - i0) * nc_max <= kStepScratchFloats);
+  if (in_scratch && !buf.step_sums.reserve((one_panel ? band_rows : i1 - i0) * nc_max)) return false;
   // A single row strip reads each element of B once, and a few strips read a
   // small B (above) faster than they pack it: B read in place.
   const bool small_b = g.share != GemmJob::Share::b && i1 - i0 <= kDirectBRows && g.K * g.N <= kDirectBFloats;
   const bool direct_b = !g.trans_b && (i1 - i0 <= MR || small_b);
-  const bool one_row = direct_b && i1 - i0 == 1;
-  const bool by_strip = !direct_b && g.share != GemmJob::Share::b && i1 - i0 <= MC;
+  const bool one_row = direct_b && i1 - i0 == 1 && !fused;
+  const bool by_strip = !direct_b && g.share != GemmJob::Share::b && i1 - i0 <= band_rows;
   for (int64_t jc = j0; jc < j1; jc += NC) {
     int64_t nc = imin(NC, j1 - jc);
     for (int64_t k0 = 0; k0 < g.K; k0 += KC) {
@@ -458,8 +488,19 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
         if (direct_b && nc % NR)  // the ragged last strip is packed, zero-padded
           pack_b(buf.b + (nc / NR) * NR * kc, g.B, g.ldb, false, k0, kc, jc + (nc / NR) * NR, nc % NR);
       }
-      for (int64_t ic = i0; ic < i1; ic += MC) {
-        int64_t mc = imin(MC, i1 - ic);
+      for (int64_t ic = i0; ic < i1; ic += band_rows) {
+        int64_t mc = imin(band_rows, i1 - ic);
+        // where this band's tiles go: C, or the fused step's scratch (with
+        // beta C in it first)
+        float* c_band = g.C + ic * g.ldc + jc;
+        int64_t ldc = g.ldc;
+        if (in_scratch) {
+          float* sums = buf.step_sums.data + (one_panel ? 0 : (ic - i0) * nc);
+          if (o.first && o.beta != 0.0f)
+            for (int64_t r = 0; r < mc; r++) std::memcpy(sums + r * nc, c_band + r * ldc, sizeof(float) * nc);
+          c_band = sums;
+          ldc = nc;
+        }
         const float* Ap = buf.a;
         if (g.share == GemmJob::Share::a)
           Ap = shared_a_panel(g, buf, ic, k0, kc);
@@ -491,22 +532,23 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
           }
           for (int64_t ir = 0; ir < mc; ir += MR) {
             int64_t rows = imin(MR, mc - ir);
-            float* c = g.C + (ic + ir) * g.ldc + jc + jr;
+            float* c = c_band + ir * ldc + jr;
             if (rows == MR && cols == NR) {
-              micro_kernel<MR>(kc, Ap + ir * kc, Bs, ldbs, c, g.ldc, o);
+              micro_kernel<MR>(kc, Ap + ir * kc, Bs, ldbs, c, ldc, o);
             } else if (cols == NR) {
-              micro_kernel_rows(rows, kc, Ap + ir * kc, Bs, ldbs, c, g.ldc, o);
+              micro_kernel_rows(rows, kc, Ap + ir * kc, Bs, ldbs, c, ldc, o);
             } else {
               for (int64_t r = 0; r < MR; r++)
-                for (int64_t j = 0; j < NR; j++) edge[r * NR + j] = r < rows && j < cols ? c[r * g.ldc + j] : 0.0f;
+                for (int64_t j = 0; j < NR; j++) edge[r * NR + j] = r < rows && j < cols ? c[r * ldc + j] : 0.0f;
               micro_kernel_rows(rows, kc, Ap + ir * kc, Bs, ldbs, edge, NR, o);
               for (int64_t r = 0; r < rows; r++)
-                for (int64_t j = 0; j < cols; j++) c[r * g.ldc + j] = edge[r * NR + j];
+                for (int64_t j = 0; j < cols; j++) c[r * ldc + j] = edge[r * NR + j];
             }
             if (o.last && g.ep && g.ep->act_out) tile_activation(g.ep, g.N, g.C, g.ldc, ic + ir, jc + jr, rows, cols);
           }
         }
         if (o.last && g.ep && g.ep->dropped) band_dropout(g.ep, g.N, g.C, ic, ic + mc, jc, jc + nc);
+        if (o.last && fused) block_step(*fused, step, g.ldc, c_band, ldc, ic, jc, mc, nc);
       }
     }
   }
@@ -530,7 +572,8 @@ static void gemm_claim(void* ctx, int64_t, int64_t) {
   const GemmJob& g = *static_cast<const GemmJob*>(ctx);
   PackBuffers& buf = pack_buffers();
   if (!buf.a || !buf.b || (g.share == GemmJob::Share::a && !reserve_shared_a(g, buf))) return;
-  for (int64_t t; (t = g.next_task->fetch_add(1)) < g.tasks;) gemm_task(g, t);
+  for (int64_t t; (t = g.next_task->fetch_add(1)) < g.tasks;)
+    if (!gemm_task(g, t)) g.out_of_memory->store(true);
 }
 
 // Chooses the thread grid (rows x columns of C) for T threads: the one with
@@ -733,7 +776,7 @@ static void gemm(int64_t M, int64_t N, int64_t K, float alpha,
   int T = plan_grid(g, num_threads());
   if (plan_shared_tasks(g, T)) {
     parallel_for(T, 1, gemm_claim, &g);
-    if (next_task.load() < g.tasks) throw std::bad_alloc();  // no thread had its buffers
+    if (next_task.load() < g.tasks || out_of_memory.load()) throw std::bad_alloc();  // a thread lacked its buffers
     return;
   }
   int64_t row_tasks = (M + g.row_chunk - 1) / g.row_chunk;

@@ -73,27 +73,46 @@ static inline void adam_row(float* __restrict w_r, const float* __restrict g_r, 
   for (; j < cols; j++) adam_update<SIGN, PROX>(w_r[j], g_r[j], m_r[j], v_r[j], h, l1);
 }
 
+// The constants of a step, worked out once per segment or product rather
+// than per row (the fused step of gemm.h updates a tile of rows at a time).
+struct StepConsts {
+  OptParams p;
+  float l1_sub, l1_prox, nest;
+  AdamHyper adam;
+};
+
+static inline StepConsts step_consts(const OptParams& p) {
+  StepConsts s;
+  s.p = p;
+  s.l1_sub = p.l1_proximal ? 0.0f : p.l1;
+  s.l1_prox = p.l1_proximal ? p.l1 : 0.0f;
+  s.nest = p.nesterov ? 1.0f : 0.0f;
+  const float decay = 1.0f - p.lr * p.weight_decay;
+  s.adam = AdamHyper{p.l2, p.beta1, p.beta2, p.lr, p.eps, decay, 1.0f / p.bias_correction1,
+                     1.0f / __builtin_sqrtf(p.bias_correction2)};
+  return s;
+}
+
 // One loop per optimizer, each over rows and then contiguous columns, so that
 // the inner loop vectorises (no branches, no aliasing between the buffers).
-// The soft threshold runs even without L1 (with t = 0 it returns w unchanged),
-// except for Adam (adam_row).
-static void optimizer_step(float* __restrict w, const float* __restrict g, float* __restrict m,
-                           float* __restrict v, int64_t rows, int64_t cols, OptParams p,
-                           float* __restrict col_sq) {
-  const float decay = 1.0f - p.lr * p.weight_decay;
-  const float l2 = p.l2, lr = p.lr, eps = p.eps;
-  const float l1_sub = p.l1_proximal ? 0.0f : p.l1;
-  const float l1_prox = p.l1_proximal ? p.l1 : 0.0f;
-  const float mu = p.momentum, nest = p.nesterov ? 1.0f : 0.0f;
-  const float b1 = p.beta1, b2 = p.beta2, rho = p.rho;
-  const float inv_bc1 = 1.0f / p.bias_correction1;
-  const float inv_sqrt_bc2 = 1.0f / __builtin_sqrtf(p.bias_correction2);
-  const AdamHyper h{l2, b1, b2, lr, eps, decay, inv_bc1, inv_sqrt_bc2};
+// Rows of w, m and v are ld apart, rows of g ldg apart. The soft threshold
+// runs even without L1 (with t = 0 it returns w unchanged), except for Adam
+// (adam_row).
+static void update_rows(float* __restrict w, const float* __restrict g, float* __restrict m,
+                        float* __restrict v, int64_t rows, int64_t cols, int64_t ld, int64_t ldg,
+                        const StepConsts& s, float* __restrict col_sq) {
+  // copies: the stores through w could alias s's floats for all the
+  // compiler knows, which would reload them in every iteration
+  const OptParams p = s.p;
+  const AdamHyper h = s.adam;
+  const float decay = h.decay, l2 = p.l2, lr = p.lr, eps = p.eps;
+  const float l1_sub = s.l1_sub, l1_prox = s.l1_prox;
+  const float mu = p.momentum, nest = s.nest, rho = p.rho;
   for (int64_t r = 0; r < rows; r++) {
-    float* __restrict w_r = w + r * cols;
-    const float* __restrict g_r = g + r * cols;
-    float* __restrict m_r = m ? m + r * cols : nullptr;
-    float* __restrict v_r = v ? v + r * cols : nullptr;
+    float* __restrict w_r = w + r * ld;
+    const float* __restrict g_r = g + r * ldg;
+    float* __restrict m_r = m ? m + r * ld : nullptr;
+    float* __restrict v_r = v ? v + r * ld : nullptr;
     switch (p.kind) {
       case Optimizer::sgd:
         if (mu == 0.0f) {
@@ -139,6 +158,12 @@ static void optimizer_step(float* __restrict w, const float* __restrict g, float
     if (col_sq)
       for (int64_t j = 0; j < cols; j++) col_sq[j] += w_r[j] * w_r[j];
   }
+}
+
+// A contiguous (rows, cols) segment of the flat buffers.
+static void optimizer_step(float* w, const float* g, float* m, float* v, int64_t rows, int64_t cols, OptParams p,
+                           float* col_sq) {
+  update_rows(w, g, m, v, rows, cols, cols, cols, step_consts(p), col_sq);
 }
 
 // db (N) += column sums of dz (B, N)

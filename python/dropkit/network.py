@@ -275,6 +275,10 @@ class Network:
         ``loss`` is 'softmax_ce', 'binary_ce' or 'squared'; Y is (n, n_outputs).
         Returns the mean training loss over the epoch (without penalties).
         Raises FloatingPointError when the loss stops being finite.
+        Most weights take their update inside the backward pass (the same
+        arithmetic as :meth:`step`, to the bit); after a whole epoch
+        :attr:`grads` holds the gradients of its last minibatch (after an
+        interrupted one, of no particular step).
         """
         X = as_float32_matrix(X, "X", n_features=self.n_inputs)
         Y = as_float32_matrix(Y, "Y")
