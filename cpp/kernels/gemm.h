@@ -375,8 +375,23 @@ struct GrowBuffer {
   }
 };
 
-// Per-thread packing buffers, allocated once at their largest size, and
-// the whole of op(A) for shared tasks, grown as needed.
+// With the fused optimizer step, the tiles go into this thread's scratch
+// instead of C, and each band, once finished, updates its weights row by
+// row, as the separate pass would: the gradient never leaves L2 and the
+// update runs over long rows (done tile by tile, 12 rows of 32 columns, the
+// update cost half again as much). The scratch is kept to 256 KB, beside
+// the packed panel of B in L2: with one panel of the inner dimension (a
+// batch of up to KC) it holds one band at a time, bands made that small;
+// with more, the whole chunk's sums across the panels, when they fit. When
+// they do not, the sums go to C and each band steps from C while in cache.
+constexpr int64_t kStepScratchFloats = (int64_t)1 << 16;
+// Its room: one band's rows are at most a strip more than that.
+constexpr int64_t kStepSumsFloats = kStepScratchFloats + MR * NC;
+
+// Per-thread packing buffers and the fused step's sums, allocated once at
+// their largest size (a product that updates weights cannot then fail half
+// done for want of memory), and the whole of op(A) for shared tasks, grown as
+// needed.
 struct PackBuffers {
   float* a = nullptr;  // (MC, KC)
   float* b = nullptr;  // (KC, NC)
@@ -384,10 +399,11 @@ struct PackBuffers {
   int64_t b_k0 = 0, b_jc = 0;
   GrowBuffer a_all;  // every panel of op(A) of product a_id
   uint64_t a_id = 0;
-  GrowBuffer step_sums;  // dW's sums for the fused optimizer step
+  float* step_sums = nullptr;  // (kStepSumsFloats): dW's sums for the fused optimizer step
   ~PackBuffers() {
     std::free(a);
     std::free(b);
+    std::free(step_sums);
   }
 };
 
@@ -395,6 +411,7 @@ static PackBuffers& pack_buffers() {
   static thread_local PackBuffers buf;
   if (!buf.a) buf.a = static_cast<float*>(aligned_bytes(64, sizeof(float) * MC * KC));
   if (!buf.b) buf.b = static_cast<float*>(aligned_bytes(64, sizeof(float) * KC * NC));
+  if (!buf.step_sums) buf.step_sums = static_cast<float*>(aligned_bytes(64, sizeof(float) * kStepSumsFloats));
   return buf;
 }
 
@@ -440,20 +457,9 @@ static const float* shared_a_panel(const GemmJob& g, PackBuffers& buf, int64_t i
 constexpr int64_t kDirectBRows = 4 * MR;
 constexpr int64_t kDirectBFloats = (int64_t)1 << 18;
 
-// With the fused optimizer step, the tiles go into this thread's scratch
-// instead of C, and each band, once finished, updates its weights row by
-// row, as the separate pass would: the gradient never leaves L2 and the
-// update runs over long rows (done tile by tile, 12 rows of 32 columns, the
-// update cost half again as much). The scratch is kept to about a quarter of
-// L2, beside the packed panel of B: with one panel of the inner dimension (a
-// batch of up to KC) it holds one band at a time, bands made that small;
-// with more, the whole chunk's sums across the panels, when they fit. When
-// they do not, the sums go to C and each band steps from C while in cache.
-constexpr int64_t kStepScratchFloats = (int64_t)1 << 16;
-
 static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   PackBuffers& buf = pack_buffers();
-  if (!buf.a || !buf.b) return false;
+  if (!buf.a || !buf.b || !buf.step_sums) return false;
   alignas(64) float edge[MR * NR];
   alignas(64) float edge_bias[NR];
   const float* bias = g.ep ? g.ep->bias : nullptr;
@@ -464,7 +470,6 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
   const int64_t band_rows =
       fused && one_panel ? std::min(MC, padded_rows(std::max<int64_t>(1, kStepScratchFloats / nc_max))) : MC;
   const bool in_scratch = fused && (one_panel || (i1 - i0) * nc_max <= kStepScratchFloats);
-  if (in_scratch && !buf.step_sums.reserve((one_panel ? band_rows : i1 - i0) * nc_max)) return false;
   // A single row strip reads each element of B once, and a few strips read a
   // small B (above) faster than they pack it: B read in place.
   const bool small_b = g.share != GemmJob::Share::b && i1 - i0 <= kDirectBRows && g.K * g.N <= kDirectBFloats;
@@ -495,7 +500,7 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
         float* c_band = g.C + ic * g.ldc + jc;
         int64_t ldc = g.ldc;
         if (in_scratch) {
-          float* sums = buf.step_sums.data + (one_panel ? 0 : (ic - i0) * nc);
+          float* sums = buf.step_sums + (one_panel ? 0 : (ic - i0) * nc);
           if (o.first && o.beta != 0.0f)
             for (int64_t r = 0; r < mc; r++) std::memcpy(sums + r * nc, c_band + r * ldc, sizeof(float) * nc);
           c_band = sums;
@@ -571,7 +576,7 @@ static void gemm_tasks(void* ctx, int64_t begin, int64_t end) {
 static void gemm_claim(void* ctx, int64_t, int64_t) {
   const GemmJob& g = *static_cast<const GemmJob*>(ctx);
   PackBuffers& buf = pack_buffers();
-  if (!buf.a || !buf.b || (g.share == GemmJob::Share::a && !reserve_shared_a(g, buf))) return;
+  if (!buf.a || !buf.b || !buf.step_sums || (g.share == GemmJob::Share::a && !reserve_shared_a(g, buf))) return;
   for (int64_t t; (t = g.next_task->fetch_add(1)) < g.tasks;)
     if (!gemm_task(g, t)) g.out_of_memory->store(true);
 }
