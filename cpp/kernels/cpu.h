@@ -65,10 +65,10 @@ struct OptParams {
 };
 
 // The optimizer step taken by the weight gradient's own product: each
-// finished tile of dW updates its weights w and the state m, v (laid out like
-// C, leading dimension ldc) while the tile is in L1, instead of being stored
-// and read back by a pass of its own. C then holds at most the
-// sums of earlier panels of the inner dimension, and no gradient.
+// finished band of dW, kept in the thread's scratch in L2, updates its
+// weights w and the state m, v (laid out like C, leading dimension ldc),
+// instead of being stored and read back by a pass of its own. C then holds
+// no gradient, at most partial sums (see gemm.h).
 struct FusedStep {
   float* w = nullptr;
   float* m = nullptr;

@@ -6,7 +6,8 @@
 // MR x NR register-blocked micro-kernel does the arithmetic; on the last
 // panel of the inner dimension the tile gets bias and activation before it
 // leaves the registers, and each finished band of rows the next layer's
-// input dropout while it is still in L2.
+// input dropout while it is still in L2; a weight gradient's band instead
+// takes the optimizer step of its weights (FusedStep), and is not stored.
 //
 // Threads split C into chunks (one parallel call per product, no barrier
 // between panels): most products of a training step into groups of columns

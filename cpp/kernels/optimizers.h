@@ -74,7 +74,8 @@ static inline void adam_row(float* __restrict w_r, const float* __restrict g_r, 
 }
 
 // The constants of a step, worked out once per segment or product rather
-// than per row (the fused step of gemm.h updates a tile of rows at a time).
+// than per call of update_rows (the fused step of gemm.h updates a band of
+// rows at a time).
 struct StepConsts {
   OptParams p;
   float l1_sub, l1_prox, nest;
