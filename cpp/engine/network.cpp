@@ -172,7 +172,7 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
   return x;
 }
 
-void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumulate, bool step_weights) {
+void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool accumulate, bool fuse_weights) {
   const KernelTable& K = kernels();
   int64_t B = ws.batch_in_use;
   const float* da = dout;
@@ -224,7 +224,7 @@ void Network::backward(Workspace& ws, const float* dout, float* dX, bool accumul
              ws.scratch.data(), width, nullptr);
       DropoutSpec d = layer_dropout(l, kWeightMask, seed, step);
       K.dropout_accumulate(dW, ws.scratch.data(), S.n_in * width, d.threshold, d.scale, d.key);
-    } else if (step_weights && !accumulate && can_fuse_step(l)) {
+    } else if (fuse_weights && can_fuse_step(l)) {
       const int64_t o = w_off_[l];
       FusedStep fused{params_.data() + o, m_.data() + o, v_.data() + o, weight_step_params(l)};
       Epilogue ep;
@@ -282,7 +282,7 @@ OptParams Network::weight_step_params(size_t l) const {
   return p;
 }
 
-void Network::optimizer_step(bool weights_stepped) {
+void Network::optimizer_step_impl(bool weights_stepped) {
   std::vector<float>& col_sq = col_sq_;
   for (size_t l = 0; l < layers_.size(); l++) {
     const KernelTable& K = kernels();
@@ -389,9 +389,12 @@ EpochResult Network::train_epoch(const float* X, const float* Y, const float* sa
     // The weights' update inside their gradients' products (gemm.h's fused
     // step), except on the epoch's last batch, whose gradients grads() keeps
     // for the fit's history (their norms).
-    const bool fuse = start + batch_size < n;
-    backward(train_ws, dout_.data(), nullptr, /*accumulate=*/false, /*step_weights=*/fuse);
-    optimizer_step(/*weights_stepped=*/fuse);
+    if (start + batch_size < n) {
+      backward_and_step(train_ws, dout_.data());
+    } else {
+      backward(train_ws, dout_.data(), nullptr, /*accumulate=*/false);
+      optimizer_step();
+    }
     r.loss_sum += batch_loss;
     r.weight_sum += wsum;
     r.batches++;

@@ -117,14 +117,18 @@ class Network {
   // gradient w.r.t. X into dX when it is not null. With accumulate false the
   // gradients overwrite grads() instead, which saves zeroing the buffer and
   // reading it back in every step of an epoch (each segment is written once).
-  // With step_weights (and accumulate false) the weights of every layer that
-  // can_fuse_step take this step's update inside the product of their
-  // gradient, which grads() then does not get; optimizer_step(true) does the rest.
-  void backward(Workspace& ws, const float* dout, float* dX, bool accumulate = true, bool step_weights = false);
+  void backward(Workspace& ws, const float* dout, float* dX, bool accumulate = true) {
+    backward_impl(ws, dout, dX, accumulate, false);
+  }
   void zero_grad();
-  // One fused pass per parameter segment, then step++; with weights_stepped,
-  // not over the weights backward(..., step_weights) has updated.
-  void optimizer_step(bool weights_stepped = false);
+  void optimizer_step() { optimizer_step_impl(false); }  // one fused pass per parameter segment, then step++
+  // backward(ws, dout, nullptr, false) and optimizer_step() in one, the
+  // weights of every layer that can_fuse_step updated inside the products
+  // of their gradients (gemm.h's FusedStep), which grads() then lacks.
+  void backward_and_step(Workspace& ws, const float* dout) {
+    backward_impl(ws, dout, nullptr, false, true);
+    optimizer_step_impl(true);
+  }
   // Whether layer l's weight update is elementwise, as the fused step needs:
   // max-norm scales whole columns after it, and DropConnect's gradient goes
   // through the weight mask after the product.
@@ -155,6 +159,11 @@ class Network {
 
  private:
   void ensure(Workspace& ws, int64_t B) const;
+  // With fuse_weights (accumulate false) the weights that can_fuse_step are
+  // stepped by their gradients' products, and optimizer_step_impl(true)
+  // leaves them out.
+  void backward_impl(Workspace& ws, const float* dout, float* dX, bool accumulate, bool fuse_weights);
+  void optimizer_step_impl(bool weights_stepped);
   // The optimizer's hyperparameters for layer l's weights at this step.
   OptParams weight_step_params(size_t l) const;
   DropoutSpec layer_dropout(size_t l, MaskPurpose purpose, uint64_t mask_seed, uint32_t mask_step) const;
