@@ -268,7 +268,7 @@ FUSED_STEP_CASES = {
 
 
 @pytest.mark.parametrize("case", FUSED_STEP_CASES)
-@pytest.mark.parametrize("n_in, width", [(23, 37), (300, 256)], ids=["edges", "wide"])
+@pytest.mark.parametrize("n_in, width", [(23, 37), (300, 256), (200, 100)], ids=["edges", "wide", "grid"])
 @pytest.mark.parametrize("batch_size", [32, 300])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_epoch_matches_steps_taken_one_call_at_a_time(isa, case, n_in, width, batch_size, threads):
@@ -276,7 +276,9 @@ def test_epoch_matches_steps_taken_one_call_at_a_time(isa, case, n_in, width, ba
     model must be bit for bit the one of forward, backward and step called in
     turn (separate passes), for every optimizer and L1 form, at tile edges
     (23 inputs, 37 units), over one panel of the batch and over two (300
-    rows), with the sums kept apart or, for a wide layer, in the gradient."""
+    rows), with the sums kept apart or, for a wide layer, in the gradient,
+    and with the threads' shares planned each way (shared packed operand for
+    the wide layer, an even grid for 200 x 100)."""
     rng = np.random.default_rng(1)
     X = rng.standard_normal((700, n_in)).astype(np.float32)
     Y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 700)]
