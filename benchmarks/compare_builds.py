@@ -1,0 +1,93 @@
+"""Two builds of dropkit in one process, timed epoch by epoch in turn.
+
+A change's effect on training is a few percent, and this machine's speed
+drifts by more from one second to the next: two processes, or two runs of
+the suite, disagree by 5 to 30%. Here both builds train the same network
+on the same data in one process, alternating epochs, and the figure is the
+median of the per-round time ratios (with its quartiles).
+
+Build the two into separate directories; the second with another pybind11
+internals version, so that both can register their types in one process:
+
+    pip install --no-build-isolation --no-deps --target /tmp/a .
+    # ...change the code...
+    pip install --no-build-isolation --no-deps --target /tmp/b \\
+        -C cmake.define.CMAKE_CXX_FLAGS=-DPYBIND11_INTERNALS_VERSION=13 .
+    python benchmarks/compare_builds.py /tmp/a /tmp/b large --threads 2 --batch 128
+
+Workloads: "large" (784-1024-1024-10, dropout 0.2/0.5, 12000 synthetic
+samples) and "digits" (64-256-256-10 on scikit-learn's digits, 10 epochs a
+round). Compare a build with itself first to see the noise (A/A).
+"""
+import argparse
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def load(build_dir, name, root):
+    shutil.copytree(os.path.join(build_dir, "dropkit"), os.path.join(root, name))
+    return importlib.import_module(name)
+
+
+def workload(kind):
+    if kind == "large":
+        rng = np.random.default_rng(0)
+        n = 12000
+        X = rng.random((n, 784), dtype=np.float32)
+        y = rng.integers(0, 10, n)
+        return X, y, [(1024, 0.2), (1024, 0.5)], 0.5, 1
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0).astype(np.float32), y, [(256, 0.0), (256, 0.0)], 0.0, 10
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("build_a")
+    ap.add_argument("build_b")
+    ap.add_argument("workload", choices=["large", "digits"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=None, help="default: 128 (large), 32 (digits)")
+    ap.add_argument("--rounds", type=int, default=16)
+    args = ap.parse_args()
+    batch = args.batch or (128 if args.workload == "large" else 32)
+    X, y, hidden, out_dropout, epochs_per_round = workload(args.workload)
+    Y = np.eye(10, dtype=np.float32)[y]
+    root = tempfile.mkdtemp()
+    sys.path.insert(0, root)
+    try:
+        mods = [load(args.build_a, "dropkit_build_a", root), load(args.build_b, "dropkit_build_b", root)]
+        nets = []
+        for m in mods:
+            m.set_num_threads(args.threads)
+            layers = [m.Dense(u, "relu", dropout=p) for u, p in hidden]
+            layers.append(m.Dense(10, "identity", dropout=out_dropout))
+            nets.append(m.Network(X.shape[1], layers, l2=1e-4, l1=1e-5, random_state=0))
+        times = [[], []]
+        for r in range(args.rounds):
+            for i in ((0, 1) if r % 2 == 0 else (1, 0)):  # who goes first alternates
+                t = time.perf_counter()
+                for e in range(epochs_per_round):
+                    nets[i].train_epoch(X, Y, loss="softmax_ce", batch_size=batch, epoch=r * epochs_per_round + e)
+                times[i].append((time.perf_counter() - t) / epochs_per_round)
+    finally:
+        sys.path.remove(root)
+        shutil.rmtree(root, ignore_errors=True)
+    a, b = np.array(times[0]), np.array(times[1])
+    ratio = b / a
+    print(f"{args.workload}, batch {batch}, {args.threads} thr, {args.rounds} rounds: "
+          f"A median {np.median(a) * 1e3:.2f} ms, B median {np.median(b) * 1e3:.2f} ms an epoch; "
+          f"B/A median of rounds {np.median(ratio):.3f} (quartiles {np.quantile(ratio, 0.25):.3f}-"
+          f"{np.quantile(ratio, 0.75):.3f})")
+    same = np.array_equal(nets[0].params, nets[1].params)
+    print("models: bit for bit the same" if same else "models: differ (expected if the change alters arithmetic)")
+
+
+if __name__ == "__main__":
+    main()
