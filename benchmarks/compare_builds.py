@@ -1,19 +1,19 @@
 """Two builds of dropkit in one process, timed epoch by epoch in turn.
 
-A change's effect on training is a few percent, and this machine's speed
-drifts by more from one second to the next: two processes, or two runs of
-the suite, disagree by 5 to 30%. Here both builds train the same network
-on the same data in one process, alternating epochs, and the figure is the
-median of the per-round time ratios (with its quartiles).
+A change's effect on training is often a few percent, and a shared
+machine's speed drifts by more from one second to the next: two processes,
+or two runs of the suite, can disagree by 5 to 30%. Here both builds train
+the same network on the same data in one process, alternating epochs, and
+the figure is the median of the per-round time ratios (with its quartiles).
 
 Build the two into separate directories; the second with another pybind11
 internals version, so that both can register their types in one process:
 
-    pip install --no-build-isolation --no-deps --target /tmp/a .
+    pip install --no-build-isolation --no-deps --target ../build-a .
     # ...change the code...
-    pip install --no-build-isolation --no-deps --target /tmp/b \\
+    pip install --no-build-isolation --no-deps --target ../build-b \\
         -C cmake.define.CMAKE_CXX_FLAGS=-DPYBIND11_INTERNALS_VERSION=13 .
-    python benchmarks/compare_builds.py /tmp/a /tmp/b large --threads 2 --batch 128
+    python benchmarks/compare_builds.py ../build-a ../build-b large --threads 2
 
 Workloads: "large" (784-1024-1024-10, dropout 0.2/0.5, 12000 synthetic
 samples) and "digits" (64-256-256-10 on scikit-learn's digits, 10 epochs a
