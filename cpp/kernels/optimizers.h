@@ -73,25 +73,18 @@ static inline void adam_row(float* __restrict w_r, const float* __restrict g_r, 
   for (; j < cols; j++) adam_update<SIGN, PROX>(w_r[j], g_r[j], m_r[j], v_r[j], h, l1);
 }
 
-// The constants of a step, worked out once per segment or product rather
-// than per call of update_rows (the fused step of gemm.h updates a band of
-// rows at a time).
+// A step's parameters with Adam's constants (a square root and divisions)
+// worked out once per segment or product rather than per call of
+// update_rows (the fused step of gemm.h updates a band of rows at a time).
 struct StepConsts {
   OptParams p;
-  float l1_sub, l1_prox, nest;
   AdamHyper adam;
 };
 
 static inline StepConsts step_consts(const OptParams& p) {
-  StepConsts s;
-  s.p = p;
-  s.l1_sub = p.l1_proximal ? 0.0f : p.l1;
-  s.l1_prox = p.l1_proximal ? p.l1 : 0.0f;
-  s.nest = p.nesterov ? 1.0f : 0.0f;
   const float decay = 1.0f - p.lr * p.weight_decay;
-  s.adam = AdamHyper{p.l2, p.beta1, p.beta2, p.lr, p.eps, decay, 1.0f / p.bias_correction1,
-                     1.0f / __builtin_sqrtf(p.bias_correction2)};
-  return s;
+  return StepConsts{p, AdamHyper{p.l2, p.beta1, p.beta2, p.lr, p.eps, decay, 1.0f / p.bias_correction1,
+                                 1.0f / __builtin_sqrtf(p.bias_correction2)}};
 }
 
 // One loop per optimizer, each over rows and then contiguous columns, so that
@@ -107,8 +100,9 @@ static void update_rows(float* __restrict w, const float* __restrict g, float* _
   const OptParams p = s.p;
   const AdamHyper h = s.adam;
   const float decay = h.decay, l2 = p.l2, lr = p.lr, eps = p.eps;
-  const float l1_sub = s.l1_sub, l1_prox = s.l1_prox;
-  const float mu = p.momentum, nest = s.nest, rho = p.rho;
+  const float l1_sub = p.l1_proximal ? 0.0f : p.l1;
+  const float l1_prox = p.l1_proximal ? p.l1 : 0.0f;
+  const float mu = p.momentum, nest = p.nesterov ? 1.0f : 0.0f, rho = p.rho;
   for (int64_t r = 0; r < rows; r++) {
     float* __restrict w_r = w + r * ld;
     const float* __restrict g_r = g + r * ldg;
