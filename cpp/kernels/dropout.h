@@ -133,6 +133,43 @@ static inline void philox_vec(uint64_t block0, RngKey key, const PhiloxKeys& key
   philox_vec8(_mm512_add_epi64(first, _mm512_set1_epi64(8)), key, keys, o[2], o[3]);
   for (int q = 0; q < 4; q++) out[q] = (vu32)o[q];
 }
+#elif DK_VEC_WIDTH == 8 && defined(__AVX2__)
+// Four blocks per 256-bit vector, each word in the low half of a 64-bit lane
+// (as philox_vec8 above), and two such vectors a round at a time: one
+// vector's rounds are a chain of dependent multiplies, and two in step keep
+// the multipliers busy.
+static inline void philox_vec(uint64_t block0, RngKey key, const PhiloxKeys& keys, vu32 out[4]) {
+  const __m256i m0 = _mm256_set1_epi64x(kPhiloxM0), m1 = _mm256_set1_epi64x(kPhiloxM1);
+  const __m256i first = _mm256_add_epi64(_mm256_set1_epi64x((long long)block0), _mm256_setr_epi64x(0, 1, 2, 3));
+  __m256i c0[2], c1[2], c2[2], c3[2];
+  for (int h = 0; h < 2; h++) {
+    c0[h] = _mm256_add_epi64(first, _mm256_set1_epi64x(4 * h));
+    c1[h] = _mm256_srli_epi64(c0[h], 32);
+    c2[h] = _mm256_set1_epi64x(key.stream);
+    c3[h] = _mm256_set1_epi64x(key.step);
+  }
+  for (int round = 0; round < 10; round++) {
+    const __m256i k0 = (__m256i)keys.k0[round], k1 = (__m256i)keys.k1[round];
+    for (int h = 0; h < 2; h++) {
+      __m256i p0 = _mm256_mul_epu32(c0[h], m0), p1 = _mm256_mul_epu32(c2[h], m1);
+      __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), c1[h]), k0);
+      __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), c3[h]), k1);
+      c1[h] = p1;
+      c3[h] = p0;
+      c0[h] = n0;
+      c2[h] = n2;
+    }
+  }
+  // words 0, 1 and 2, 3 of each block side by side; lo then holds blocks 0
+  // and 2 (one per 128-bit lane), hi blocks 1 and 3
+  for (int h = 0; h < 2; h++) {
+    __m256i w01 = _mm256_blend_epi32(c0[h], _mm256_slli_epi64(c1[h], 32), 0xAA);
+    __m256i w23 = _mm256_blend_epi32(c2[h], _mm256_slli_epi64(c3[h], 32), 0xAA);
+    __m256i lo = _mm256_unpacklo_epi64(w01, w23), hi = _mm256_unpackhi_epi64(w01, w23);
+    out[2 * h] = (vu32)_mm256_permute2x128_si256(lo, hi, 0x20);
+    out[2 * h + 1] = (vu32)_mm256_permute2x128_si256(lo, hi, 0x31);
+  }
+}
 #else
 static inline void philox_vec(uint64_t block0, RngKey key, const PhiloxKeys& keys, vu32 out[4]) {
   vu32 iota;
@@ -195,7 +232,7 @@ static inline void philox_vec(uint64_t block0, RngKey key, const PhiloxKeys& key
   out[3] = __builtin_shuffle(v2, v3, lanes13);
 #endif
 }
-#endif  // the AVX-512 philox_vec
+#endif  // philox_vec by width
 #else
 constexpr int64_t kVecElems = 4;
 #endif
