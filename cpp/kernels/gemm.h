@@ -453,9 +453,12 @@ static const float* shared_a_panel(const GemmJob& g, PackBuffers& buf, int64_t i
 // packing costs more than it saves there (a batch of 32 against a 256 x 256
 // weight matrix: X W 12-16% faster in interleaved runs). From L3, packing,
 // which streams B, is faster (6-9% at 1024 x 1024), and more strips share one
-// packing (no gain left at 64 rows), as do a thread's groups of rows when
-// they share its packed panel of B (X^T dZ of a batch of 128 at 2 threads).
-constexpr int64_t kDirectBRows = 4 * MR;
+// packing, as do a thread's groups of rows when they share its packed panel
+// of B (X^T dZ of a batch of 128 at 2 threads). Where the gain ends was
+// measured per width: 48 rows of AVX-512 (none left at 64, on Intel and Zen
+// 5); with AVX2 on Zen 3, 64 rows (32 to 64 rows against 256 x 256 and
+// 512 x 512: 3-11% faster in place, 96 and 128 even).
+constexpr int64_t kDirectBRows = W == 8 ? 64 : 4 * MR;
 constexpr int64_t kDirectBFloats = (int64_t)1 << 18;
 
 static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
