@@ -354,6 +354,23 @@ def test_bad_data_raises_clear_errors():
         MLPRegressor((4,), max_iter=2).fit(X, np.full(20, 1e300))
 
 
+def test_non_finite_float32_input_to_predictions_is_refused():
+    # float32 C-contiguous input goes to the engine unconverted, and the
+    # engine checks it: every prediction method, either estimator, any row
+    X, y = np.random.default_rng(0).random((20, 3)).astype(np.float32), np.arange(20) % 2
+    clf = MLPClassifier((4,), max_iter=2, random_state=0).fit(X, y)
+    reg = MLPRegressor((4,), max_iter=2, random_state=0).fit(X, y.astype(float))
+    expected = clf.predict_proba(X)
+    for bad_value in (np.nan, np.inf, -np.inf):
+        for row in (0, 19):
+            bad = X.copy()
+            bad[row, 2] = bad_value
+            for predict in (clf.predict, clf.predict_proba, clf.predict_log_proba, reg.predict):
+                with pytest.raises(ValueError, match="X: contains NaN or infinity"):
+                    predict(bad)
+    np.testing.assert_array_equal(clf.predict_proba(X), expected)  # the model is untouched
+
+
 def test_odd_but_valid_inputs_work():
     rng = np.random.default_rng(0)
     X = rng.random((30, 4))
