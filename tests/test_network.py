@@ -69,14 +69,16 @@ def test_finite_difference_gradients(isa, activation, loss):
 
 
 @pytest.mark.parametrize("mode", ["inverted", "standard"])
-def test_gradients_with_dropout(isa, mode):
+@pytest.mark.parametrize("hidden", [("tanh", "logistic"), ("relu", "relu")])
+def test_gradients_with_dropout(isa, mode, hidden):
     """Masks are keyed by the step count, so a forward pass repeated within a
-    step sees the same mask and finite differences apply with dropout on."""
+    step sees the same mask and finite differences apply with dropout on.
+    relu reads the mask going back off the next layer's dropped input."""
     rng = np.random.default_rng(2)
-    net = Network(6, [Dense(17, "tanh", dropout=0.3), Dense(11, "logistic", dropout=0.5), Dense(3, "identity", 0.2)],
-                  dropout_mode=mode, random_state=5)
+    net = Network(6, [Dense(17, hidden[0], dropout=0.3), Dense(11, hidden[1], dropout=0.5),
+                      Dense(3, "identity", 0.2)], dropout_mode=mode, random_state=5)
     X = rng.standard_normal((8, 6)).astype(np.float32)
-    check_gradients(net, X, targets("softmax_ce", rng, 8, 3), "softmax_ce")
+    check_gradients(net, X, targets("softmax_ce", rng, 8, 3), "softmax_ce", h=1e-4 if hidden[0] == "relu" else 1e-2)
 
 
 @pytest.mark.parametrize("hidden", ["relu", "tanh", ("maxout", 2)])

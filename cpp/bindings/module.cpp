@@ -197,7 +197,7 @@ py::tuple activation_backward(FloatIn da, FloatIn z, FloatIn a, const std::strin
   {
     py::gil_scoped_release nogil;
     DenormalGuard denormals;
-    kernels().act_backward(dzp, p.kind == Act::prelu ? dsp : nullptr, dap, zp, ap, B, N, p, nullptr, nullptr);
+    kernels().act_backward(dzp, p.kind == Act::prelu ? dsp : nullptr, dap, zp, ap, B, N, p, nullptr, nullptr, nullptr);
   }
   return py::make_tuple(dz, dslope);
 }
@@ -375,7 +375,7 @@ py::tuple activity_penalty(FloatIn h, const std::string& kind, float alpha, floa
     value = kernels().activity_value(hp, B, N, p, col_mean.data());
     p.inv_batch = 1.0f / (float)B;
     p.col_mean = col_mean.data();
-    kernels().act_backward(gp, nullptr, zeros.data(), hp, hp, B, N, ActParams{}, &p, nullptr);
+    kernels().act_backward(gp, nullptr, zeros.data(), hp, hp, B, N, ActParams{}, &p, nullptr, nullptr);
   }
   return py::make_tuple(value, grad);
 }

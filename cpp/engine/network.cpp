@@ -193,7 +193,7 @@ void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool ac
       if (activity || da_mask) {
         ws.da_pen[l].resize(B * S.units);
         K.act_backward(ws.da_pen[l].data(), nullptr, da, ws.out_ptr[l], ws.out_ptr[l], B, S.units,
-                       ActParams{}, activity, da_mask);
+                       ActParams{}, activity, da_mask, nullptr);
         da = ws.da_pen[l].data();
       }
       K.maxout_backward(dz, da, ws.argmax[l].data(), B, S.units, S.pieces);
@@ -201,7 +201,11 @@ void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool ac
       float* dslope = s_off_[l] >= 0 ? grads_.data() + s_off_[l] : nullptr;
       if (dslope && !accumulate) std::fill_n(dslope, S.units, 0.0f);
       ActParams p{S.act, S.act_param, s_off_[l] >= 0 ? params_.data() + s_off_[l] : nullptr};
-      K.act_backward(dz, dslope, da, z, ws.out_ptr[l], B, width, p, activity, da_mask);
+      // what the next layer read, when forward dropped it: relu reads its
+      // mask off it rather than regenerating it
+      const float* dropped =
+          da_mask && ws.in_ptr[l + 1] == ws.x_in[l + 1].data() ? ws.in_ptr[l + 1] : nullptr;
+      K.act_backward(dz, dslope, da, z, ws.out_ptr[l], B, width, p, activity, da_mask, dropped);
     }
     // db += sum_b dz
     if (!accumulate) std::fill_n(grads_.data() + b_off_[l], width, 0.0f);
@@ -238,7 +242,8 @@ void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool ac
     // Regenerating the mask from the counter-based stream is cheaper than
     // storing it. The network's input gradient dX gets it in place; any other
     // layer's input gradient gets it in the layer below's activation
-    // derivative, in the same pass.
+    // derivative, in the same pass (relu's reads it off the dropped input
+    // this layer kept, without the generator).
     da_mask = nullptr;
     if (S.input_dropout > 0.0f) {
       next_input_mask = layer_dropout(l, kUnitMask, seed, step);

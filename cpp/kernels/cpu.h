@@ -117,9 +117,11 @@ struct KernelTable {
   // dropout mask of `drop` (the one forward applied to a) and the activity
   // penalty's gradient joins when `activity` is not null, all in one pass;
   // prelu also accumulates dslope (N) += sum_b (drop(da) + dpenalty) * min(z, 0).
+  // `dropped`, when not null, is drop(a) itself (B, N), which relu without a
+  // penalty reads instead of regenerating the mask (act_backward_rows).
   void (*act_backward)(float* dz, float* dslope, const float* da, const float* z,
                        const float* a, int64_t B, int64_t N, ActParams p,
-                       const ActivityParams* activity, const DropoutSpec* drop);
+                       const ActivityParams* activity, const DropoutSpec* drop, const float* dropped);
   // maxout: a (B, U) = max over each group of k columns of z (B, U*k); argmax in (B, U).
   void (*maxout_forward)(float* a, int32_t* argmax, const float* z, int64_t B, int64_t U, int k);
   void (*maxout_backward)(float* dz, const float* da, const int32_t* argmax, int64_t B, int64_t U, int k);
