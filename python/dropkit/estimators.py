@@ -463,9 +463,10 @@ class _BaseMLP(BaseEstimator):
             check_is_fitted(self)
         # a plain float32 array goes to the engine as it is, which checks it
         # is finite in a pass of its own (cheaper than numpy's for few rows)
-        engine_checks = mc_samples is None and self._is_plain_shape(X) and _is_float32_c(X)
+        plain = self._is_plain_shape(X)
+        engine_checks = plain and mc_samples is None and _is_float32_c(X)
         if not engine_checks:
-            if self._is_plain_input(X):
+            if plain and all_finite(X):
                 X = _plain_float32(X)
             else:
                 X = to_float32(validate_data(self, X, reset=False, dtype=(np.float64, np.float32)), "X")
