@@ -130,12 +130,14 @@ def gemm_bound(a, b, k, alpha):
 
 
 # The later sizes sit just past the micro-tile (12, 6 or 4 rows, 32/16/4
-# columns), the inner-dimension panel (256), the row block (288 or 144) and the
-# column block (1024 or 512), with single rows and batches of up to four
-# strips (a small B) that read B in place, and one strip past those.
+# columns), the inner-dimension panel (at most 264 deep, panels of equal
+# depth: 265 is two, 784 three), the row block (288 or 144) and the column
+# block (1024 or 512), with single rows and batches of up to four strips (a
+# small B) that read B in place, and one strip past those.
 GEMM_SIZES = [(1, 1, 1), (7, 17, 15), (16, 1, 1023), (1, 1023, 7), (33, 1023, 16), (48, 96, 300), (49, 40, 20),
               (130, 65, 17), (17, 16, 300), (150, 530, 300), (5, 2100, 9),
-              (6, 33, 257), (13, 32, 193), (145, 17, 16), (1, 1025, 40), (2, 15, 513), (12, 1041, 7),
+              (6, 33, 257), (6, 33, 264), (7, 40, 265), (130, 70, 784), (13, 32, 193),
+              (145, 17, 16), (1, 1025, 40), (2, 15, 513), (12, 1041, 7),
               (11, 31, 5), (25, 65, 258), (289, 40, 30), (23, 1030, 12),
               (300, 10, 300), (40, 7, 1030),  # few columns: dot products, or the transpose
               (61, 16, 47), (6, 3, 16), (9, 12, 1)]
@@ -201,7 +203,7 @@ def test_dense_one_row_same_bits_as_in_a_batch(isa, n, k):
 # rows) and groups of rows (a single panel of B).
 THREAD_SIZES = [(300, 530, 300), (7, 1100, 1023), (1023, 17, 300), (145, 530, 257), (1, 2100, 1500),
                 (289, 530, 257), (2000, 10, 300), (700, 530, 100), (300, 1024, 256), (40, 2000, 300),
-                (700, 13, 1000), (45, 700, 300)]
+                (700, 13, 1000), (45, 700, 300), (289, 530, 265)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])
