@@ -16,10 +16,13 @@ internals version, so that both can register their types in one process:
     python benchmarks/compare_builds.py ../build-a ../build-b large --threads 2
 
 Workloads: "large" (784-1024-1024-10, dropout 0.2/0.5, 12000 synthetic
-samples) and "digits" (64-256-256-10 on scikit-learn's digits, 10 epochs a
-round). Compare a build with itself first to see the noise (A/A).
+samples), "digits" (64-256-256-10 on scikit-learn's digits, 10 epochs a
+round) and "gemm" (the large net's products at batch 128, 20 ms or more of
+calls a round, the median ratio and each build's best GFLOP/s per shape).
+Compare a build with itself first to see the noise (A/A).
 """
 import argparse
+import contextlib
 import importlib
 import os
 import shutil
@@ -35,6 +38,18 @@ def load(build_dir, name, root):
     return importlib.import_module(name)
 
 
+@contextlib.contextmanager
+def two_builds(build_a, build_b):
+    """Both builds imported, under names of their own, for the with block."""
+    root = tempfile.mkdtemp()
+    sys.path.insert(0, root)
+    try:
+        yield [load(build_a, "dropkit_build_a", root), load(build_b, "dropkit_build_b", root)]
+    finally:
+        sys.path.remove(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def workload(kind):
     if kind == "large":
         rng = np.random.default_rng(0)
@@ -47,22 +62,54 @@ def workload(kind):
     return (X / 16.0).astype(np.float32), y, [(256, 0.0), (256, 0.0)], 0.0, 10
 
 
+# (M, N, K, trans_a, trans_b) of the large net's products at batch 128
+GEMM_SHAPES = {"X W 784": (128, 1024, 784, False, False), "X W 1024": (128, 1024, 1024, False, False),
+               "dZ W^T 1024": (128, 1024, 1024, False, True), "X^T dZ 784": (784, 1024, 128, True, False),
+               "X^T dZ 1024": (1024, 1024, 128, True, False)}
+
+
+def compare_gemm(mods, rounds):
+    cores = [importlib.import_module(m.__name__ + "._core") for m in mods]
+    rng = np.random.default_rng(0)
+    for what, (m, n, k, ta, tb) in GEMM_SHAPES.items():
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+        c = np.empty((m, n), np.float32)
+        inner = max(2, int(2e9 / (m * n * k)))
+        times = [[], []]
+        for r in range(rounds):
+            for i in ((0, 1) if r % 2 == 0 else (1, 0)):
+                t = time.perf_counter()
+                for _ in range(inner):
+                    cores[i].gemm(a, b, trans_a=ta, trans_b=tb, out=c)
+                times[i].append((time.perf_counter() - t) / inner)
+        a_t, b_t = np.array(times[0]), np.array(times[1])
+        ratio = b_t / a_t
+        print(f"{what:12s} {m}x{n}x{k}: A {2 * m * n * k / a_t.min() / 1e9:6.1f}, "
+              f"B {2 * m * n * k / b_t.min() / 1e9:6.1f} GFLOP/s at best; B/A time median of rounds "
+              f"{np.median(ratio):.3f} (quartiles {np.quantile(ratio, 0.25):.3f}-{np.quantile(ratio, 0.75):.3f})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("build_a")
     ap.add_argument("build_b")
-    ap.add_argument("workload", choices=["large", "digits"])
+    ap.add_argument("workload", choices=["large", "digits", "gemm"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=None, help="default: 128 (large), 32 (digits)")
     ap.add_argument("--rounds", type=int, default=16)
     args = ap.parse_args()
+    if args.workload == "gemm":
+        with two_builds(args.build_a, args.build_b) as mods:
+            for m in mods:
+                m.set_num_threads(args.threads)
+            print(f"gemm, {args.threads} thr, {args.rounds} rounds:")
+            compare_gemm(mods, args.rounds)
+        return
     batch = args.batch or (128 if args.workload == "large" else 32)
     X, y, hidden, out_dropout, epochs_per_round = workload(args.workload)
     Y = np.eye(10, dtype=np.float32)[y]
-    root = tempfile.mkdtemp()
-    sys.path.insert(0, root)
-    try:
-        mods = [load(args.build_a, "dropkit_build_a", root), load(args.build_b, "dropkit_build_b", root)]
+    with two_builds(args.build_a, args.build_b) as mods:
         nets = []
         for m in mods:
             m.set_num_threads(args.threads)
@@ -76,9 +123,6 @@ def main():
                 for e in range(epochs_per_round):
                     nets[i].train_epoch(X, Y, loss="softmax_ce", batch_size=batch, epoch=r * epochs_per_round + e)
                 times[i].append((time.perf_counter() - t) / epochs_per_round)
-    finally:
-        sys.path.remove(root)
-        shutil.rmtree(root, ignore_errors=True)
     a, b = np.array(times[0]), np.array(times[1])
     ratio = b / a
     print(f"{args.workload}, batch {batch}, {args.threads} thr, {args.rounds} rounds: "
