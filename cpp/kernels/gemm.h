@@ -15,9 +15,9 @@
 // takes fewer (plan_shared_tasks); any other into an even grid of row chunks
 // x column chunks chosen per shape. Each thread packs what its
 // chunks need into its own buffers. Chunks are whole tiles and panel
-// boundaries in the inner dimension depend on K alone (panel_depth), so each output
-// element is summed in the same order, through the same code, whatever the
-// thread count: results are bit-identical.
+// boundaries in the inner dimension depend on K alone (panel_depth), so each
+// output element is summed in the same order, through the same code,
+// whatever the thread count: results are bit-identical.
 //
 // This is not a general BLAS: no complex types, no strides other than leading
 // dimensions. gemm_reference is the plain triple loop the tests compare with.
