@@ -31,7 +31,8 @@ def numpy_activity(h, penalty):
 
 
 @pytest.mark.parametrize("penalty", [ActivityL1(0.3), StudentT(0.7), KLSparsity(0.1, 2.0)], ids=str)
-@pytest.mark.parametrize("shape", [(1, 1), (7, 17), (33, 130)])
+# (300, 257) is split over threads by rows and, for kl, by columns
+@pytest.mark.parametrize("shape", [(1, 1), (7, 17), (33, 130), (5, 1023), (300, 257)])
 def test_activity_penalty_kernel_matches_numpy(isa, penalty, shape):
     rng = np.random.default_rng(0)
     h = rng.uniform(0.01, 0.99, shape).astype(np.float32)
@@ -41,6 +42,45 @@ def test_activity_penalty_kernel_matches_numpy(isa, penalty, shape):
     ref_value, ref_grad = numpy_activity(h, penalty)
     assert value == pytest.approx(ref_value, rel=1e-5)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_student_t_value_over_the_whole_float_range(isa):
+    """log(1 + h^2) in float: accurate for tiny h (where 1 + h^2 rounds to
+    1), for huge h (where h^2 overflows float) and everywhere between."""
+    magnitudes = np.array([1e-30, 1e-12, 3e-5, 1e-3, 0.1, 0.7, 1.0, 1.5, 30.0, 6e4, 7e4, 1e10, 1e19, 1e20, 3e38])
+    h = np.concatenate([magnitudes, -magnitudes, [0.0]]).astype(np.float32)[None, :]
+    value, grad = F.activity_penalty(h, StudentT(1.0))
+    ref_value, ref_grad = numpy_activity(h, StudentT(1.0))
+    assert value == pytest.approx(ref_value, rel=1e-6)
+    for x in magnitudes:  # each term alone, so that small ones are not lost in the sum
+        one = np.array([[x]], np.float32)
+        assert F.activity_penalty(one, StudentT(1.0))[0] == pytest.approx(np.log1p(np.float64(one) ** 2).item(),
+                                                                          rel=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-30)
+
+
+def test_activity_penalty_value_of_a_diverged_layer_is_nan(isa):
+    """The kernel itself (functional refuses NaN input): a NaN output of a
+    diverged layer shows in the loss instead of vanishing from it."""
+    h = np.array([[0.3, np.nan, 0.2]], np.float32)
+    for kind in ("l1", "student_t", "kl"):
+        assert np.isnan(_core.activity_penalty(h, kind, 0.1, 0.1)[0]), kind
+
+
+@pytest.mark.parametrize("penalty", [ActivityL1(0.3), StudentT(0.7), KLSparsity(0.1, 2.0)], ids=str)
+def test_activity_penalty_same_bits_for_any_thread_count(isa, penalty):
+    h = np.random.default_rng(3).uniform(0.01, 0.99, (300, 257)).astype(np.float32)
+    previous = _core.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            runs.append(F.activity_penalty(h, penalty))
+    finally:
+        _core.set_num_threads(previous)
+    for value, grad in runs[1:]:
+        assert value == runs[0][0]
+        assert np.array_equal(grad.view(np.uint32), runs[0][1].view(np.uint32))
 
 
 def objective(net, X, Y):

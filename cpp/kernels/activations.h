@@ -95,6 +95,7 @@ struct ActBackwardJob {
   int64_t N;
   ActParams p;
   const ActivityParams* activity;
+  const float* kl_col_grad;  // (N): kl's gradient, the same in every row
   const DropoutSpec* drop;
   const float* dropped;  // drop(a), or null
 };
@@ -134,7 +135,7 @@ static void act_backward_rows(void* ctx, int64_t b0, int64_t b1) {
     }
     for (int64_t j0 = 0; j0 < N; j0 += kSlice) {
       int64_t n = imin(kSlice, N - j0);
-      for (int64_t j = 0; j < n; j++) da_pen[j] = da_b[j0 + j] + activity_grad(a_b[j0 + j], j0 + j, *J.activity);
+      add_activity_grad(da_pen, da_b + j0, a_b + j0, n, *J.activity, J.kl_col_grad ? J.kl_col_grad + j0 : nullptr);
       ActParams pj = J.p;
       if (pj.slopes) pj.slopes += j0;
       act_backward_span(dz_b + j0, J.dslope ? J.dslope + j0 : nullptr, da_pen, J.z + b * N + j0, a_b + j0, n, pj);
@@ -146,7 +147,13 @@ static void act_backward_rows(void* ctx, int64_t b0, int64_t b1) {
 static void act_backward(float* dz, float* dslope, const float* da, const float* z,
                          const float* a, int64_t B, int64_t N, ActParams p,
                          const ActivityParams* activity, const DropoutSpec* drop, const float* dropped) {
-  ActBackwardJob job{dz, dslope, da, z, a, N, p, activity, drop, dropped};
+  std::vector<float> kl_col_grad;
+  if (activity && activity->kind == ActivityKind::kl) {
+    kl_col_grad.resize(N);
+    for (int64_t j = 0; j < N; j++) kl_col_grad[j] = kl_grad(activity->col_mean[j], *activity);
+  }
+  ActBackwardJob job{dz, dslope, da, z, a, N, p, activity, kl_col_grad.empty() ? nullptr : kl_col_grad.data(),
+                     drop, dropped};
   if (dslope)
     act_backward_rows(&job, 0, B);
   else

@@ -11,6 +11,9 @@
 #pragma once
 #include "kernels/cpu.h"
 #include "kernels/simd.h"
+#include "kernels/threads.h"
+
+#include <vector>
 
 namespace dropkit {
 namespace DK_ISA {
@@ -40,17 +43,24 @@ static inline double sum_in_double(const float* x, int64_t n, F f) {
   double part[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; k++) part[k] += f((double)x[i + k]);
-  for (int k = 0; i < n; i++, k++) part[k] += f((double)x[i]);
+    for (int k = 0; k < 8; k++) part[k] += f(x[i + k]);
+  for (int k = 0; i < n; i++, k++) part[k] += f(x[i]);
   return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
 static double sum_abs(const float* x, int64_t n) {
-  return sum_in_double(x, n, [](double v) { return v < 0.0 ? -v : v; });
+  return sum_in_double(x, n, [](float v) { return (double)(v < 0.0f ? -v : v); });
 }
 
 static double sum_squares(const float* x, int64_t n) {
-  return sum_in_double(x, n, [](double v) { return v * v; });
+  return sum_in_double(x, n, [](float v) { return (double)v * v; });
+}
+
+// log(1 + h^2) in float. From |h| = 2^16 on, 1 + h^2 rounds to h^2, so it is
+// 2 log|h| there, which stays finite up to |h| = FLT_MAX, as float64 does.
+static inline float log1p_square(float h) {
+  const float x = h < 0.0f ? -h : h;
+  return x < 65536.0f ? log1p_approx(x * x) : 2.0f * log_approx(x);
 }
 
 // KL(rho || q) for Bernoulli variables, q clamped away from 0 and 1.
@@ -60,50 +70,84 @@ static inline double kl_bernoulli(double rho, double q) {
   return rho * __builtin_log(rho / q) + (1.0 - rho) * __builtin_log((1.0 - rho) / (1.0 - q));
 }
 
-// The penalty's value on h (B, N); for kl also writes the column means, which
-// the backward pass needs, into col_mean (N).
-static double activity_value(const float* h, int64_t B, int64_t N, ActivityParams p, float* col_mean) {
-  double total = 0.0;
-  switch (p.kind) {
-    case ActivityKind::none:
-      break;
-    case ActivityKind::l1:
-      total = p.alpha * sum_abs(h, B * N) / B;
-      break;
-    case ActivityKind::student_t:
-      for (int64_t i = 0; i < B * N; i++) total += __builtin_log1p((double)h[i] * h[i]);
-      total *= p.alpha / B;
-      break;
-    case ActivityKind::kl:
-      for (int64_t j = 0; j < N; j++) col_mean[j] = 0.0f;
-      for (int64_t b = 0; b < B; b++)
-        for (int64_t j = 0; j < N; j++) col_mean[j] += h[b * N + j];
-      for (int64_t j = 0; j < N; j++) {
-        col_mean[j] /= (float)B;
-        total += kl_bernoulli(p.rho, col_mean[j]);
-      }
-      total *= p.alpha;
-      break;
-  }
-  return total;
+// kl's gradient in h_bj, the same for every row: it depends on the column mean alone.
+static inline float kl_grad(float col_mean, const ActivityParams& p) {
+  const float q = fminf_(fmaxf_(col_mean, 1e-6f), 1.0f - 1e-6f);
+  return p.alpha * p.inv_batch * (-p.rho / q + (1.0f - p.rho) / (1.0f - q));
 }
 
-// dh (n) of the penalty for one row of h, added to da (the fused part of the
-// layer's backward pass: dz = (da + dh) * act'(z)).
-static inline float activity_grad(float h, int64_t j, const ActivityParams& p) {
+struct ActivityValueJob {
+  const float* h;
+  int64_t B, N;
+  ActivityParams p;
+  float* col_mean;  // kl
+  double* part;     // the sum over each row (l1, student_t) or each column's KL (kl)
+};
+
+static void activity_value_rows(void* ctx, int64_t b0, int64_t b1) {
+  const ActivityValueJob& J = *static_cast<const ActivityValueJob*>(ctx);
+  for (int64_t b = b0; b < b1; b++) {
+    const float* h_b = J.h + b * J.N;
+    J.part[b] = J.p.kind == ActivityKind::l1
+                    ? sum_abs(h_b, J.N)
+                    : sum_in_double(h_b, J.N, [](float v) { return (double)log1p_square(v); });
+  }
+}
+
+static void activity_value_columns(void* ctx, int64_t j0, int64_t j1) {
+  const ActivityValueJob& J = *static_cast<const ActivityValueJob*>(ctx);
+  float* mean = J.col_mean;
+  for (int64_t j = j0; j < j1; j++) mean[j] = 0.0f;
+  for (int64_t b = 0; b < J.B; b++) {
+    const float* h_b = J.h + b * J.N;
+    for (int64_t j = j0; j < j1; j++) mean[j] += h_b[j];
+  }
+  for (int64_t j = j0; j < j1; j++) {
+    mean[j] /= (float)J.B;
+    J.part[j] = kl_bernoulli(J.p.rho, mean[j]);
+  }
+}
+
+// The penalty's value on h (B, N); for kl also writes the column means, which
+// the backward pass needs, into col_mean (N). Rows (or, for kl, columns) are
+// split over threads, and their partial sums are added in order afterwards,
+// so the value does not depend on the thread count.
+static double activity_value(const float* h, int64_t B, int64_t N, ActivityParams p, float* col_mean) {
+  if (p.kind == ActivityKind::none) return 0.0;
+  const bool by_column = p.kind == ActivityKind::kl;
+  std::vector<double> part(by_column ? N : B);
+  ActivityValueJob job{h, B, N, p, col_mean, part.data()};
+  if (by_column)
+    parallel_for(N, imin(N, ((int64_t)1 << 15) / (B > 0 ? B : 1) + 16), activity_value_columns, &job);
+  else
+    parallel_for(B, imin(B, ((int64_t)1 << 15) / (N > 0 ? N : 1) + 1), activity_value_rows, &job);
+  double total = 0.0;
+  for (double v : part) total += v;
+  return by_column ? p.alpha * total : p.alpha * total / B;
+}
+
+// da_pen (n) = da (n) + the penalty's gradient at h (n), for one row segment;
+// kl's gradient is per column, in col_grad (n) of the same segment. The
+// switch stays outside the loops, so that each of them vectorises.
+static inline void add_activity_grad(float* __restrict da_pen, const float* da, const float* __restrict h,
+                                     int64_t n, const ActivityParams& p, const float* __restrict col_grad) {
+  const float c = p.alpha * p.inv_batch;
   switch (p.kind) {
     case ActivityKind::l1:
-      return p.alpha * p.inv_batch * (h > 0.0f ? 1.0f : (h < 0.0f ? -1.0f : 0.0f));
+      for (int64_t j = 0; j < n; j++) da_pen[j] = da[j] + (h[j] > 0.0f ? c : (h[j] < 0.0f ? -c : 0.0f));
+      break;
     case ActivityKind::student_t:
-      return p.alpha * p.inv_batch * 2.0f * h / (1.0f + h * h);
-    case ActivityKind::kl: {
-      float q = fminf_(fmaxf_(p.col_mean[j], 1e-6f), 1.0f - 1e-6f);
-      return p.alpha * p.inv_batch * (-p.rho / q + (1.0f - p.rho) / (1.0f - q));
-    }
+      // 2h / (1 + h^2) as 2 / (h + 1/h): the same within an ulp, and 0 rather
+      // than inf / inf where h^2 overflows (|h| > 1.8e19); 0 at h = 0 too
+      for (int64_t j = 0; j < n; j++) da_pen[j] = da[j] + c * 2.0f / (h[j] + 1.0f / h[j]);
+      break;
+    case ActivityKind::kl:
+      for (int64_t j = 0; j < n; j++) da_pen[j] = da[j] + col_grad[j];
+      break;
     case ActivityKind::none:
+      for (int64_t j = 0; j < n; j++) da_pen[j] = da[j];
       break;
   }
-  return 0.0f;
 }
 
 }  // namespace DK_ISA

@@ -121,5 +121,40 @@ static inline float exp_approx(float x) {
 
 static inline float sigmoid_approx(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
 
+// log(x) for x >= FLT_MIN, +inf or NaN, the same way (Cephes logf: x = m 2^e
+// with m in [sqrt(1/2), sqrt(2)), a degree-9 polynomial in m - 1). Relative
+// error about 1e-7; +inf and NaN come out as they went in. Not for 0 or
+// subnormals, which dropkit's kernels see as 0 anyway (denormals-are-zero).
+static inline float log_approx(float x) {
+  const uint32_t u = f2u(x);
+  float e = (float)((int32_t)(u >> 23) - 127);
+  float m = u2f((u & 0x007fffffu) | 0x3f800000u);  // in [1, 2)
+  if (m > 1.41421356f) {
+    m *= 0.5f;
+    e += 1.0f;
+  }
+  const float t = m - 1.0f, t2 = t * t;
+  float y = 7.0376836292e-2f;
+  y = y * t - 1.1514610310e-1f;
+  y = y * t + 1.1676998740e-1f;
+  y = y * t - 1.2420140846e-1f;
+  y = y * t + 1.4249322787e-1f;
+  y = y * t - 1.6668057665e-1f;
+  y = y * t + 2.0000714765e-1f;
+  y = y * t - 2.4999993993e-1f;
+  y = y * t + 3.3333331174e-1f;
+  y = y * t * t2 + e * -2.12194440e-4f - 0.5f * t2;
+  const float r = t + y + e * 0.693359375f;
+  return x <= 3.40282347e38f ? r : x;  // +inf and NaN pass through
+}
+
+// log(1 + x) for x >= 0, accurate for small x as well: log(u) (x / (u - 1))
+// with u = 1 + x rounded, which cancels u's rounding error (Goldberg, 1991).
+static inline float log1p_approx(float x) {
+  const float u = 1.0f + x;
+  const float r = log_approx(u) * (x / (u - 1.0f));
+  return u == 1.0f || !(x <= 3.40282347e38f) ? x : r;
+}
+
 }  // namespace DK_ISA
 }  // namespace dropkit
