@@ -180,6 +180,31 @@ def test_exact_zeros_stay_zero_while_the_gradient_is_small():
     assert (zero_sets[-1] | ~zero_sets[-5]).all()
 
 
+# (1000, 300) is split over threads by columns, slices of 256 and a remainder
+@pytest.mark.parametrize("shape", [(1, 1), (7, 17), (33, 300), (1000, 300)])
+def test_max_norm_kernel_matches_numpy_for_any_thread_count(isa, shape):
+    rng = np.random.default_rng(shape[1])
+    W0 = rng.standard_normal(shape).astype(np.float32)
+    W0[:, 0] *= 1e-3  # one column well inside the ball, the rest outside or near c
+    c = float(np.median(np.linalg.norm(W0, axis=0)))
+    norms = np.linalg.norm(W0.astype(np.float64), axis=0)
+    expected = W0 * np.where(norms > c, c / np.maximum(norms, 1e-30), 1.0)
+    previous = _core.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            W = W0.copy()
+            _core.max_norm_columns(W, c)
+            runs.append(W)
+    finally:
+        _core.set_num_threads(previous)
+    np.testing.assert_allclose(runs[0], expected, rtol=2e-6, atol=1e-7)
+    assert np.array_equal(runs[0][:, norms <= c * (1 - 1e-6)], W0[:, norms <= c * (1 - 1e-6)])  # untouched
+    for other in runs[1:]:
+        assert np.array_equal(other.view(np.uint32), runs[0].view(np.uint32))
+
+
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_max_norm_holds_after_every_step(solver):
     rng = np.random.default_rng(0)

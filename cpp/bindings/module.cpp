@@ -341,7 +341,7 @@ void optimizer_step(FloatOut w, FloatIn g, FloatOut m, FloatOut v, const std::st
   {
     py::gil_scoped_release nogil;
     DenormalGuard denormals;
-    kernels().optimizer_step(wp, gp, mp, vp, 1, n, p, nullptr);
+    kernels().optimizer_step(wp, gp, mp, vp, 1, n, p);
   }
 }
 
@@ -646,11 +646,8 @@ PYBIND11_MODULE(_core, m) {
     if (!(c > 0.0f)) bad("max_norm: must be positive");
     int64_t rows = W.shape(0), cols = W.shape(1);
     float* wp = W.mutable_data();
-    std::vector<float> col_sq(cols, 0.0f);
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t j = 0; j < cols; j++) col_sq[j] += wp[r * cols + j] * wp[r * cols + j];
     py::gil_scoped_release nogil;
-    kernels().max_norm_columns(wp, rows, cols, col_sq.data(), c);
+    kernels().max_norm_columns(wp, rows, cols, c);
   }, py::arg("W").noconvert(), py::arg("c"));
 
   py::class_<Network>(m, "Network")

@@ -272,7 +272,7 @@ struct OptimizerJob {
 static void optimizer_rows(void* ctx, int64_t begin, int64_t end) {
   const OptimizerJob& j = *static_cast<const OptimizerJob*>(ctx);
   int64_t o = begin * j.cols;
-  kernels().optimizer_step(j.w + o, j.g + o, j.m + o, j.v + o, end - begin, j.cols, j.p, nullptr);
+  kernels().optimizer_step(j.w + o, j.g + o, j.m + o, j.v + o, end - begin, j.cols, j.p);
 }
 
 OptParams Network::weight_step_params(size_t l) const {
@@ -288,30 +288,22 @@ OptParams Network::weight_step_params(size_t l) const {
 }
 
 void Network::optimizer_step_impl(bool weights_stepped) {
-  std::vector<float>& col_sq = col_sq_;
   for (size_t l = 0; l < layers_.size(); l++) {
     const KernelTable& K = kernels();
     const LayerSpec& S = layers_[l];
     int64_t width = S.width();
     int64_t rest = width + (S.has_slopes() ? S.units : 0);  // bias, then slopes
     OptParams p = weight_step_params(l);
-    float* col = nullptr;
-    if (max_norm[l] > 0.0f) {
-      col_sq.assign(width, 0.0f);
-      col = col_sq.data();
-    }
     int64_t o = w_off_[l];
-    if (col) {
-      K.optimizer_step(params_.data() + o, grads_.data() + o, m_.data() + o, v_.data() + o, S.n_in, width, p, col);
-    } else if (!(weights_stepped && can_fuse_step(l))) {
+    if (!(weights_stepped && can_fuse_step(l))) {
       OptimizerJob job{params_.data() + o, m_.data() + o, v_.data() + o, grads_.data() + o, width, p};
       parallel_for(S.n_in, std::max<int64_t>(1, ((int64_t)1 << 16) / width), optimizer_rows, &job);
     }
     // max-norm (Srivastava et al. 2014): each unit's incoming weights to norm <= c, after the update
-    if (col) K.max_norm_columns(params_.data() + o, S.n_in, width, col, max_norm[l]);
+    if (max_norm[l] > 0.0f) K.max_norm_columns(params_.data() + o, S.n_in, width, max_norm[l]);
     if (!penalize_bias) p.l1 = p.l2 = p.weight_decay = 0.0f;
     o = b_off_[l];
-    K.optimizer_step(params_.data() + o, grads_.data() + o, m_.data() + o, v_.data() + o, 1, rest, p, nullptr);
+    K.optimizer_step(params_.data() + o, grads_.data() + o, m_.data() + o, v_.data() + o, 1, rest, p);
   }
   step++;
 }

@@ -129,10 +129,10 @@ class Network {
     backward_impl(ws, dout, nullptr, false, true);
     optimizer_step_impl(true);
   }
-  // Whether layer l's weight update is elementwise, as the fused step needs:
-  // max-norm scales whole columns after it, and DropConnect's gradient goes
-  // through the weight mask after the product.
-  bool can_fuse_step(size_t l) const { return max_norm[l] == 0.0f && layers_[l].dropconnect == 0.0f; }
+  // Whether layer l's weight update can run inside its gradient's product:
+  // not with DropConnect, whose gradient goes through the weight mask after
+  // the product. (Max-norm scales whole columns after the update, fused or not.)
+  bool can_fuse_step(size_t l) const { return layers_[l].dropconnect == 0.0f; }
   // sum over layers of l1 |W|_1 + (l2/2) |W|^2 (biases too with penalize_bias)
   double penalty_value() const;
 
@@ -180,7 +180,6 @@ class Network {
   std::vector<int64_t> order_;
   std::vector<uint32_t> shuffle_bits_;
   std::vector<float> xb_, yb_, swb_, dout_;
-  std::vector<float> col_sq_;  // max-norm's column norms, reused every step
 };
 
 }  // namespace dropkit

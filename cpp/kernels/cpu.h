@@ -142,17 +142,16 @@ struct KernelTable {
   // out (B, C) = softmax(z) or sigmoid(z) per the loss's link.
   void (*output_link)(float* out, const float* z, int64_t B, int64_t C, Loss kind);
 
-  // Over a (rows, cols) segment; when col_sq is not null it accumulates the
-  // squared norm of each updated column (for max-norm).
+  // Over a (rows, cols) segment.
   void (*optimizer_step)(float* w, const float* g, float* m, float* v, int64_t rows, int64_t cols,
-                         OptParams p, float* col_sq);
+                         OptParams p);
   // db (N) += column sums of dz (B, N)
   void (*column_sums)(float* db, const float* dz, int64_t B, int64_t N);
   double (*sum_squares)(const float* x, int64_t n);
 
   double (*sum_abs)(const float* x, int64_t n);
   // W (rows, cols): columns with norm above c are rescaled to norm c.
-  void (*max_norm_columns)(float* W, int64_t rows, int64_t cols, const float* col_sq, float c);
+  void (*max_norm_columns)(float* W, int64_t rows, int64_t cols, float c);
   double (*activity_value)(const float* h, int64_t B, int64_t N, ActivityParams p, float* col_mean);
   void (*dropout_accumulate)(float* out, const float* in, int64_t n, uint32_t threshold, float scale,
                              RngKey key);

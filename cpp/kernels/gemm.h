@@ -334,7 +334,7 @@ static inline void band_dropout(const Epilogue* ep, int64_t N, const float* C, i
 static inline void block_step(const FusedStep& f, const StepConsts& s, int64_t ldc, const float* g, int64_t ldg,
                              int64_t i0, int64_t j0, int64_t rows, int64_t cols) {
   const int64_t o = i0 * ldc + j0;
-  update_rows(f.w + o, g, f.m + o, f.v + o, rows, cols, ldc, ldg, s, nullptr);
+  update_rows(f.w + o, g, f.m + o, f.v + o, rows, cols, ldc, ldg, s);
 }
 
 // Activation, dropout or the step over all of C, for the paths that do not tile it.

@@ -94,7 +94,7 @@ static inline StepConsts step_consts(const OptParams& p) {
 // (adam_row).
 static void update_rows(float* __restrict w, const float* __restrict g, float* __restrict m,
                         float* __restrict v, int64_t rows, int64_t cols, int64_t ld, int64_t ldg,
-                        const StepConsts& s, float* __restrict col_sq) {
+                        const StepConsts& s) {
   // copies: the stores through w could alias s's floats for all the
   // compiler knows, which would reload them in every iteration
   const OptParams p = s.p;
@@ -149,16 +149,12 @@ static void update_rows(float* __restrict w, const float* __restrict g, float* _
           adam_row<false, false>(w_r, g_r, m_r, v_r, cols, h, 0.0f);
         break;
     }
-    // max-norm's column norms, while the row is still in L1
-    if (col_sq)
-      for (int64_t j = 0; j < cols; j++) col_sq[j] += w_r[j] * w_r[j];
   }
 }
 
 // A contiguous (rows, cols) segment of the flat buffers.
-static void optimizer_step(float* w, const float* g, float* m, float* v, int64_t rows, int64_t cols, OptParams p,
-                           float* col_sq) {
-  update_rows(w, g, m, v, rows, cols, cols, cols, step_consts(p), col_sq);
+static void optimizer_step(float* w, const float* g, float* m, float* v, int64_t rows, int64_t cols, OptParams p) {
+  update_rows(w, g, m, v, rows, cols, cols, cols, step_consts(p));
 }
 
 // db (N) += column sums of dz (B, N)

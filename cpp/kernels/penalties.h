@@ -18,20 +18,46 @@
 namespace dropkit {
 namespace DK_ISA {
 
-// W (rows, cols): every column j whose norm sqrt(col_sq[j]) exceeds c is scaled to norm c.
-static void max_norm_columns(float* W, int64_t rows, int64_t cols, const float* col_sq, float c) {
-  float scale_stack[256];
-  float* scale = cols <= 256 ? scale_stack : new float[cols];
-  bool any = false;
-  for (int64_t j = 0; j < cols; j++) {
-    float norm = __builtin_sqrtf(col_sq[j]);
-    scale[j] = norm > c ? c / norm : 1.0f;
-    any |= norm > c;
+struct MaxNormJob {
+  float* W;
+  int64_t rows, cols;
+  float c;
+};
+
+// Columns [j0, j1) of W, a slice at a time: their squared norms summed down
+// the rows in order (whichever thread has them, so the result does not
+// depend on the thread count), then those with norm above c scaled to c.
+static void max_norm_span(void* ctx, int64_t j0, int64_t j1) {
+  const MaxNormJob& J = *static_cast<const MaxNormJob*>(ctx);
+  constexpr int64_t kSlice = 256;
+  alignas(64) float sq[kSlice];
+  alignas(64) float scale[kSlice];
+  for (int64_t s = j0; s < j1; s += kSlice) {
+    const int64_t n = imin(kSlice, j1 - s);
+    for (int64_t j = 0; j < n; j++) sq[j] = 0.0f;
+    for (int64_t r = 0; r < J.rows; r++) {
+      const float* __restrict w_r = J.W + r * J.cols + s;
+      for (int64_t j = 0; j < n; j++) sq[j] += w_r[j] * w_r[j];
+    }
+    bool any = false;
+    for (int64_t j = 0; j < n; j++) {
+      const float norm = __builtin_sqrtf(sq[j]);
+      scale[j] = norm > J.c ? J.c / norm : 1.0f;
+      any |= norm > J.c;
+    }
+    if (!any) continue;
+    for (int64_t r = 0; r < J.rows; r++) {
+      float* __restrict w_r = J.W + r * J.cols + s;
+      for (int64_t j = 0; j < n; j++) w_r[j] *= scale[j];
+    }
   }
-  if (any)
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t j = 0; j < cols; j++) W[r * cols + j] *= scale[j];
-  if (scale != scale_stack) delete[] scale;
+}
+
+// W (rows, cols): every column whose norm exceeds c is scaled to norm c.
+// Columns split over threads: each column's norm is one thread's sum.
+static void max_norm_columns(float* W, int64_t rows, int64_t cols, float c) {
+  MaxNormJob job{W, rows, cols, c};
+  parallel_for(cols, std::max<int64_t>(16, ((int64_t)1 << 15) / std::max<int64_t>(rows, 1)), max_norm_span, &job);
 }
 
 // sum over x of f(x) in float64, in eight independent partial sums: one
