@@ -39,8 +39,12 @@ static inline void act_forward_row(float* __restrict a, const float* __restrict 
       break;
     case Act::elu: {
       const float alpha = p.param;
-      for (int64_t j = 0; j < n; j++)
-        a[j] = z[j] > 0.0f ? z[j] : alpha * (exp_approx(z[j]) - 1.0f);
+      // exp on every element, not only where z <= 0: a call under the
+      // condition is not if-converted, and the loop would stay scalar
+      for (int64_t j = 0; j < n; j++) {
+        const float neg = alpha * (exp_approx(z[j]) - 1.0f);
+        a[j] = z[j] > 0.0f ? z[j] : neg;
+      }
       break;
     }
   }
