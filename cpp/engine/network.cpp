@@ -221,13 +221,17 @@ void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool ac
     // dW (n_in, width) += x_in^T (n_in, B) dz (B, width)
     float* dW = grads_.data() + w_off_[l];
     if (S.dropconnect > 0.0f) {
-      if (!accumulate) std::fill_n(dW, S.n_in * width, 0.0f);
-      // only the weights this step kept get a gradient, scaled as they were
-      ws.scratch.resize(S.n_in * width);
-      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f,
-             ws.scratch.data(), width, nullptr);
+      // only the weights this step kept get a gradient, scaled as they were:
+      // the product through the mask in place, or from a scratch copy onto
+      // the gradient already there
       DropoutSpec d = layer_dropout(l, kWeightMask, seed, step);
-      K.dropout_accumulate(dW, ws.scratch.data(), S.n_in * width, d.threshold, d.scale, d.key);
+      const int64_t n = S.n_in * width;
+      float* sums = accumulate ? (ws.scratch.resize(n), ws.scratch.data()) : dW;
+      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f, sums, width, nullptr);
+      if (accumulate)
+        K.dropout_accumulate(dW, sums, n, d.threshold, d.scale, d.key);
+      else
+        K.dropout_apply(dW, dW, n, d.threshold, d.scale, d.key);
     } else if (fuse_weights && can_fuse_step(l)) {
       const int64_t o = w_off_[l];
       FusedStep fused{params_.data() + o, m_.data() + o, v_.data() + o, weight_step_params(l)};

@@ -69,7 +69,7 @@ struct Workspace {
   std::vector<std::vector<float>> col_mean;  // (units): KL sparsity's batch means
   std::vector<std::vector<float>> da_pen;  // (B, units): maxout's gradient plus its activity penalty
   std::vector<double> activity;           // each layer's activity penalty on the last batch
-  std::vector<float> scratch;             // DropConnect's unmasked weight gradient
+  std::vector<float> scratch;             // DropConnect's unmasked weight gradient, when it accumulates
   std::vector<float> input;               // a caller's batch, kept for backward
   std::vector<const float*> in_ptr, out_ptr;  // what each layer read and wrote last
 };
