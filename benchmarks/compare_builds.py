@@ -19,7 +19,10 @@ Workloads: "large" (784-1024-1024-10, dropout 0.2/0.5, 12000 synthetic
 samples), "digits" (64-256-256-10 on scikit-learn's digits, 10 epochs a
 round) and "gemm" (the large net's products at batch 128, 20 ms or more of
 calls a round, the median ratio and each build's best GFLOP/s per shape).
-Compare a build with itself first to see the noise (A/A).
+With --regularizer, the epoch workloads' hidden layers also carry one of
+the regularization suite's options (an activity penalty, max-norm,
+DropConnect, or ELU units). Compare a build with itself first to see the
+noise (A/A).
 """
 import argparse
 import contextlib
@@ -62,6 +65,27 @@ def workload(kind):
     return (X / 16.0).astype(np.float32), y, [(256, 0.0), (256, 0.0)], 0.0, 10
 
 
+# --regularizer: (activation, extra Dense arguments for the hidden layers, extra Network arguments);
+# the builds' own penalty classes are looked up by name
+REGULARIZERS = {
+    "none": ("relu", {}, {}),
+    "student_t": ("relu", {"activity_penalty": ("StudentT", 1e-4)}, {}),
+    "activity_l1": ("relu", {"activity_penalty": ("ActivityL1", 1e-4)}, {}),
+    "kl": ("logistic", {"activity_penalty": ("KLSparsity", 0.05, 1e-3)}, {}),
+    "max_norm": ("relu", {}, {"max_norm": 3.0}),
+    "dropconnect": ("relu", {"dropconnect": 0.5}, {}),
+    "elu": (("elu", 1.0), {}, {}),
+}
+
+
+def hidden_args(module, extra):
+    out = dict(extra)
+    if "activity_penalty" in out:
+        name, *params = out["activity_penalty"]
+        out["activity_penalty"] = getattr(module, name)(*params)
+    return out
+
+
 # (M, N, K, trans_a, trans_b) of the large net's products at batch 128
 GEMM_SHAPES = {"X W 784": (128, 1024, 784, False, False), "X W 1024": (128, 1024, 1024, False, False),
                "dZ W^T 1024": (128, 1024, 1024, False, True), "X^T dZ 784": (784, 1024, 128, True, False),
@@ -98,6 +122,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=None, help="default: 128 (large), 32 (digits)")
     ap.add_argument("--rounds", type=int, default=16)
+    ap.add_argument("--regularizer", choices=sorted(REGULARIZERS), default="none")
     args = ap.parse_args()
     if args.workload == "gemm":
         with two_builds(args.build_a, args.build_b) as mods:
@@ -111,11 +136,12 @@ def main():
     Y = np.eye(10, dtype=np.float32)[y]
     with two_builds(args.build_a, args.build_b) as mods:
         nets = []
+        act, dense_extra, net_extra = REGULARIZERS[args.regularizer]
         for m in mods:
             m.set_num_threads(args.threads)
-            layers = [m.Dense(u, "relu", dropout=p) for u, p in hidden]
+            layers = [m.Dense(u, act, dropout=p, **hidden_args(m, dense_extra)) for u, p in hidden]
             layers.append(m.Dense(10, "identity", dropout=out_dropout))
-            nets.append(m.Network(X.shape[1], layers, l2=1e-4, l1=1e-5, random_state=0))
+            nets.append(m.Network(X.shape[1], layers, l2=1e-4, l1=1e-5, random_state=0, **net_extra))
         times = [[], []]
         for r in range(args.rounds):
             for i in ((0, 1) if r % 2 == 0 else (1, 0)):  # who goes first alternates
@@ -125,7 +151,7 @@ def main():
                 times[i].append((time.perf_counter() - t) / epochs_per_round)
     a, b = np.array(times[0]), np.array(times[1])
     ratio = b / a
-    print(f"{args.workload}, batch {batch}, {args.threads} thr, {args.rounds} rounds: "
+    print(f"{args.workload} ({args.regularizer}), batch {batch}, {args.threads} thr, {args.rounds} rounds: "
           f"A median {np.median(a) * 1e3:.2f} ms, B median {np.median(b) * 1e3:.2f} ms an epoch; "
           f"B/A median of rounds {np.median(ratio):.3f} (quartiles {np.quantile(ratio, 0.25):.3f}-"
           f"{np.quantile(ratio, 0.75):.3f})")
