@@ -455,6 +455,126 @@ def bench_predict(quick, clf, sk, trainer, X):
 
 
 # ----------------------------------------------------------------------------
+# the regularization toolbox: the large net with one option at a time
+
+# name: (dropkit's estimator arguments, what it is)
+TOOLBOX = {
+    "plain": ({}, "relu, no regularizer"),
+    "activity_l1": ({"activity_penalty": dropkit.ActivityL1(1e-4)}, "activity L1 1e-4 on the hidden outputs"),
+    "student_t": ({"activity_penalty": dropkit.StudentT(1e-4)}, "Student-t activity penalty 1e-4"),
+    "kl": ({"activation": "logistic", "activity_penalty": dropkit.KLSparsity(0.05, 1e-3)},
+           "logistic units, KL sparsity to 0.05, 1e-3"),
+    "max_norm": ({"max_norm": 3.0}, "max-norm 3 on every layer"),
+    "dropconnect": ({"dropconnect": 0.5}, "DropConnect 0.5 on every layer"),
+    "elu": ({"activation": ("elu", 1.0)}, "ELU units"),
+    "maxout": ({"activation": ("maxout", 2), "hidden_layer_sizes": (512, 512)}, "maxout, 512 units of 2 pieces"),
+}
+
+
+class TorchToolbox:
+    """The same net and option in PyTorch as its users write it: the activity
+    penalties as terms of the loss, max-norm by torch.renorm after each step,
+    DropConnect by F.dropout on the weights, maxout by a max over a view."""
+
+    def __init__(self, kind):
+        torch.manual_seed(0)
+        self.kind = kind
+        units, pieces = (512, 2) if kind == "maxout" else (1024, 1)
+        self.linears = tnn.ModuleList([tnn.Linear(784, units * pieces), tnn.Linear(units, units * pieces),
+                                       tnn.Linear(units, 10)])
+        self.opt = torch.optim.Adam(self.linears.parameters(), lr=1e-3)
+        self.loss_fn = tnn.CrossEntropyLoss()
+
+    def _linear(self, lin, x):
+        if self.kind == "dropconnect":
+            return tnn.functional.linear(x, tnn.functional.dropout(lin.weight, 0.5, True), lin.bias)
+        return lin(x)
+
+    def _activation(self, z):
+        if self.kind == "maxout":
+            return z.view(z.shape[0], -1, 2).amax(-1)
+        if self.kind == "kl":
+            return torch.sigmoid(z)
+        if self.kind == "elu":
+            return tnn.functional.elu(z)
+        return torch.relu(z)
+
+    def _penalty(self, h):
+        if self.kind == "activity_l1":
+            return 1e-4 * h.abs().sum(1).mean()
+        if self.kind == "student_t":
+            return 1e-4 * torch.log1p(h * h).sum(1).mean()
+        if self.kind == "kl":
+            rho, q = 0.05, h.mean(0).clamp(1e-6, 1 - 1e-6)
+            return 1e-3 * (rho * torch.log(rho / q) + (1 - rho) * torch.log((1 - rho) / (1 - q))).sum()
+        return 0.0
+
+    def epoch(self, X, y, batch):
+        perm = torch.randperm(X.shape[0])
+        for s in range(0, X.shape[0], batch):
+            idx = perm[s:s + batch]
+            h, penalty = X[idx], 0.0
+            for lin in self.linears[:-1]:
+                h = self._activation(self._linear(lin, h))
+                penalty = penalty + self._penalty(h)
+            loss = self.loss_fn(self._linear(self.linears[-1], h), y[idx]) + penalty
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            if self.kind == "max_norm":  # each unit's incoming weights: a row of nn.Linear's weight
+                with torch.no_grad():
+                    for lin in self.linears:
+                        lin.weight.copy_(torch.renorm(lin.weight, 2, 0, 3.0))
+
+
+def bench_toolbox(quick):
+    """Each option on the large net (784-1024-1024-10, Adam, batch 128, 2
+    threads), dropkit and PyTorch eager in turn on pieces of 5120 samples as
+    in bench_large, every option once a round, so that the machine's drift
+    reaches all alike; each figure the median per-sample time times 60000."""
+    piece = 5120
+    reps = 2 if quick else 4
+    kinds = ["plain", "student_t", "max_norm", "dropconnect"] if quick else list(TOOLBOX)
+    X, y = mnist_like(piece, seed=1)
+    Xt, yt = (torch.from_numpy(X), torch.from_numpy(y)) if torch is not None else (None, None)
+    set_threads(2)
+    models = {}
+    for kind in kinds:
+        clf = dropkit.MLPClassifier(**{**dict(hidden_layer_sizes=(1024, 1024), batch_size=128, max_iter=1,
+                                              random_state=0, tol=0.0, n_iter_no_change=10**6, n_threads=2),
+                                       **TOOLBOX[kind][0]})
+        clf.partial_fit(X, y, classes=np.arange(10))  # setup outside the timing
+        trainer = TorchToolbox(kind) if torch is not None else None
+        if trainer is not None:
+            trainer.epoch(Xt[:1280], yt[:1280], 128)
+        models[kind] = (clf, trainer)
+    times = {kind: ([], []) for kind in kinds}
+
+    def per_epoch(fn, *args):
+        settle()
+        t = time.perf_counter()
+        fn(*args)
+        return (time.perf_counter() - t) * 60000 / piece
+
+    for _ in range(reps):
+        for kind, (clf, trainer) in models.items():
+            times[kind][0].append(per_epoch(clf.partial_fit, X, y))
+            if trainer is not None:
+                times[kind][1].append(per_epoch(trainer.epoch, Xt, yt, 128))
+    med = {kind: (float(np.median(d)), float(np.median(t)) if t else None) for kind, (d, t) in times.items()}
+    dk0, th0 = med["plain"]
+    for kind in kinds:
+        dk, th = med[kind]
+        note = TOOLBOX[kind][1]
+        if kind != "plain":
+            note += f"; epoch against the plain net's: dropkit {dk / dk0:.2f}x"
+            if th is not None:
+                note += f", PyTorch {th / th0:.2f}x"
+        row("Toolbox 784-1024-1024-10", f"epoch, batch 128, 2 thr: {kind} (median of {reps} pieces of {piece})",
+            dk, th, None, None, unit="s", note=note)
+
+
+# ----------------------------------------------------------------------------
 # memory: peak RSS of a fit, in a fresh process that loads only dropkit
 
 # VmHWM, not ru_maxrss: the latter carries the parent's high-water mark across exec.
@@ -550,6 +670,7 @@ def main():
     clf, sk, trainer, X = bench_small(args.quick)
     bench_predict(args.quick, clf, sk, trainer, X)
     bench_large(args.quick, peak)
+    bench_toolbox(args.quick)
     bench_memory(args.quick)
     lines.append(f"wall time of this run: {time.perf_counter() - t0:.0f} s; load average (1 min) at start "
                  f"{load0:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
