@@ -256,6 +256,34 @@ def test_dropconnect_masks_weights_at_the_rate_and_predicts_with_the_mean():
     assert not np.array_equal(net.forward(eye, training=True) == 0, dropped)
 
 
+@pytest.mark.parametrize("n_in, width", [(7, 5), (400, 50), (300, 530)])
+def test_dropconnect_gradient_goes_through_the_forward_mask(isa, n_in, width):
+    """dW = mask * (x^T dout) / (1 - rate), with the mask the forward pass
+    drew (read off a forward of the identity in the same step), by
+    Network.backward (which accumulates) and inside train_epoch alike."""
+    rate = 0.4
+    rng = np.random.default_rng(n_in)
+    X = rng.standard_normal((16, n_in)).astype(np.float32)
+    Y = rng.standard_normal((16, width)).astype(np.float32)
+    eye = np.eye(n_in, dtype=np.float32)
+    net = Network(n_in, [Dense(width, "identity", dropconnect=rate)], solver="sgd", momentum=0.0,
+                  learning_rate=1.0, random_state=0)
+    W, b = net.weights[0].copy(), net.biases[0].copy()
+    kept = (net.forward(eye, training=True) - b) != 0
+    out = net.forward(X, training=True)
+    net.zero_grad()
+    net.backward(out - Y)
+    expected = np.where(kept, X.T.astype(np.float64) @ (out - Y) / (1 - rate), 0.0)
+    np.testing.assert_allclose(net.grads[:W.size].reshape(W.shape), expected, rtol=1e-4,
+                               atol=1e-5 * np.abs(expected).max())
+    # train_epoch: one minibatch of MSE, an SGD step of rate 1 from the same weights and mask
+    again = Network(n_in, [Dense(width, "identity", dropconnect=rate)], solver="sgd", momentum=0.0,
+                    learning_rate=1.0, random_state=0)
+    again.train_epoch(X, Y, loss="squared", batch_size=16, shuffle=False, epoch=0)
+    dW = (W - again.weights[0]) * Y.size  # the squared loss is 0.5 (out - y)^2 averaged over every output
+    np.testing.assert_allclose(dW, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+
+
 def test_monte_carlo_prediction_is_seeded_and_converges_to_weight_scaling():
     rng = np.random.default_rng(0)
     net = Network(30, [Dense(5, "identity", dropout=0.5)], random_state=0)

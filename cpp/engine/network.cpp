@@ -99,7 +99,7 @@ void Network::ensure(Workspace& ws, int64_t B) const {
   if (ws.x_in.size() != L) {
     ws.batch = 0;  // a workspace of another network: size everything anew
     ws.x_in.resize(L); ws.z.resize(L); ws.a.resize(L); ws.argmax.resize(L);
-    ws.dz.resize(L); ws.d_in.resize(L); ws.w_drop.resize(L); ws.col_mean.resize(L); ws.da_pen.resize(L);
+    ws.dz.resize(L); ws.d_in.resize(L); ws.w_drop.resize(L); ws.w_kept.resize(L); ws.col_mean.resize(L); ws.da_pen.resize(L);
     ws.activity.assign(L, 0.0);
     ws.in_ptr.assign(L, nullptr); ws.out_ptr.assign(L, nullptr);
   }
@@ -110,7 +110,10 @@ void Network::ensure(Workspace& ws, int64_t B) const {
     ws.z[l].resize(B * S.width());
     if (S.pieces > 1 || S.act != Act::identity) ws.a[l].resize(B * S.units);
     if (S.pieces > 1) ws.argmax[l].resize(B * S.units);
-    if (S.dropconnect > 0.0f) ws.w_drop[l].resize(S.n_in * S.width());
+    if (S.dropconnect > 0.0f) {
+      ws.w_drop[l].resize(S.n_in * S.width());
+      ws.w_kept[l].resize(S.n_in * S.width());
+    }
     if (S.activity.kind == ActivityKind::kl) ws.col_mean[l].resize(S.units);
   }
   ws.batch = B;
@@ -141,7 +144,8 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
     if (training && S.dropconnect > 0.0f) {
       // one weight mask per step, shared by the batch; prediction uses the mean weights
       DropoutSpec d = layer_dropout(l, kWeightMask, mask_seed, mask_step);
-      K.dropout_apply(ws.w_drop[l].data(), W, S.n_in * S.width(), d.threshold, d.scale, d.key);
+      K.dropout_apply_recording(ws.w_drop[l].data(), ws.w_kept[l].data(), W, S.n_in * S.width(), d.threshold,
+                                d.scale, d.key);
       W = ws.w_drop[l].data();
     }
     ws.in_ptr[l] = x;
@@ -221,17 +225,13 @@ void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool ac
     // dW (n_in, width) += x_in^T (n_in, B) dz (B, width)
     float* dW = grads_.data() + w_off_[l];
     if (S.dropconnect > 0.0f) {
-      // only the weights this step kept get a gradient, scaled as they were:
-      // the product through the mask in place, or from a scratch copy onto
-      // the gradient already there
-      DropoutSpec d = layer_dropout(l, kWeightMask, seed, step);
+      // only the weights the forward pass kept get a gradient, scaled as
+      // they were: the product through its mask in place, or from a scratch
+      // copy onto the gradient already there
       const int64_t n = S.n_in * width;
       float* sums = accumulate ? (ws.scratch.resize(n), ws.scratch.data()) : dW;
       K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f, sums, width, nullptr);
-      if (accumulate)
-        K.dropout_accumulate(dW, sums, n, d.threshold, d.scale, d.key);
-      else
-        K.dropout_apply(dW, dW, n, d.threshold, d.scale, d.key);
+      K.apply_kept(dW, sums, ws.w_kept[l].data(), n, layer_dropout(l, kWeightMask, seed, step).scale, accumulate);
     } else if (fuse_weights && can_fuse_step(l)) {
       const int64_t o = w_off_[l];
       FusedStep fused{params_.data() + o, m_.data() + o, v_.data() + o, weight_step_params(l)};

@@ -66,6 +66,7 @@ struct Workspace {
   std::vector<std::vector<float>> dz;     // (B, width)
   std::vector<std::vector<float>> d_in;   // (B, n_in): gradient w.r.t. the layer's input
   std::vector<std::vector<float>> w_drop;  // (n_in, width): DropConnect's masked weights
+  std::vector<std::vector<uint8_t>> w_kept;  // (n_in, width): and which of them it kept
   std::vector<std::vector<float>> col_mean;  // (units): KL sparsity's batch means
   std::vector<std::vector<float>> da_pen;  // (B, units): maxout's gradient plus its activity penalty
   std::vector<double> activity;           // each layer's activity penalty on the last batch

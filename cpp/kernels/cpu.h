@@ -153,8 +153,12 @@ struct KernelTable {
   // W (rows, cols): columns with norm above c are rescaled to norm c.
   void (*max_norm_columns)(float* W, int64_t rows, int64_t cols, float c);
   double (*activity_value)(const float* h, int64_t B, int64_t N, ActivityParams p, float* col_mean);
-  void (*dropout_accumulate)(float* out, const float* in, int64_t n, uint32_t threshold, float scale,
-                             RngKey key);
+  // dropout_apply that also writes kept (n): 1 where it kept the element, 0
+  // where it dropped it; apply_kept then routes another array through that
+  // mask: out (+)= kept ? in * scale : 0 (out may be in).
+  void (*dropout_apply_recording)(float* out, uint8_t* kept, const float* in, int64_t n, uint32_t threshold,
+                                  float scale, RngKey key);
+  void (*apply_kept)(float* out, const float* in, const uint8_t* kept, int64_t n, float scale, bool accumulate);
 
   // Batch OMP-k (omp.h): codes of the signals X (n, d) over the unit-norm atoms
   // D (m, d), at most k per signal, stopping early once ||residual||^2 <= tol

@@ -39,7 +39,8 @@ const KernelTable DK_CAT(kernel_table_, DK_ISA) = {
     DK_ISA::sum_abs,
     DK_ISA::max_norm_columns,
     DK_ISA::activity_value,
-    DK_ISA::dropout_accumulate,
+    DK_ISA::dropout_apply_recording,
+    DK_ISA::apply_kept,
     DK_ISA::omp_encode,
 };
 

@@ -62,6 +62,7 @@ typedef uint32_t vu32 __attribute__((vector_size(4 * DK_VEC_WIDTH)));
 typedef int32_t vi32 __attribute__((vector_size(4 * DK_VEC_WIDTH)));
 typedef uint64_t vu64 __attribute__((vector_size(8 * DK_VEC_WIDTH)));
 typedef uint32_t vu32_unaligned __attribute__((vector_size(4 * DK_VEC_WIDTH), aligned(4), may_alias));
+typedef uint8_t vu8 __attribute__((vector_size(DK_VEC_WIDTH)));
 constexpr int64_t kVecElems = 4 * W;  // elements per vector step
 
 // hi, lo = the 64-bit products m * a, lane by lane: even lanes' products by
@@ -240,7 +241,7 @@ constexpr int64_t kVecElems = 4;
 // ----------------------------------------------------------------------------
 // the kernels: what each does to one element, and the loops over a range
 
-enum class RandomOp : int { bits, apply, mask, accumulate };
+enum class RandomOp : int { bits, apply, apply_recording, mask };
 
 struct RandomJob {
   RandomOp op;
@@ -250,6 +251,7 @@ struct RandomJob {
   uint32_t threshold;
   float scale;
   RngKey key;
+  uint8_t* kept = nullptr;  // apply_recording: 1 where the element was kept, else 0
 };
 
 static inline void random_scalar(const RandomJob& j, int64_t begin, int64_t end) {
@@ -264,14 +266,14 @@ static inline void random_scalar(const RandomJob& j, int64_t begin, int64_t end)
     case RandomOp::apply:
       for_each_random(begin, end, j.key, [&](int64_t i, uint32_t bits) { out[i] = bits >= thr ? in[i] * scale : 0.0f; });
       break;
+    case RandomOp::apply_recording:
+      for_each_random(begin, end, j.key, [&](int64_t i, uint32_t bits) {
+        out[i] = bits >= thr ? in[i] * scale : 0.0f;
+        j.kept[i] = bits >= thr;
+      });
+      break;
     case RandomOp::mask:
       for_each_random(begin, end, j.key, [&](int64_t i, uint32_t bits) { out[i] = bits >= thr ? scale : 0.0f; });
-      break;
-    case RandomOp::accumulate:
-      for_each_random(begin, end, j.key, [&](int64_t i, uint32_t bits) {
-        float kept = in[i] * scale;
-        out[i] += bits >= thr ? kept : 0.0f;
-      });
       break;
   }
 }
@@ -300,14 +302,16 @@ static void random_range(const RandomJob& j, int64_t begin, int64_t end) {
         case RandomOp::apply:
           vstore(out + at, keep ? vload(j.in + at) * scale : zero);
           break;
+        case RandomOp::apply_recording:
+          vstore(out + at, keep ? vload(j.in + at) * scale : zero);
+          {  // lanes narrowed in registers: a store per lane would cost more than the generator
+            const vu8 kept = __builtin_convertvector(keep & 1, vu8);
+            std::memcpy(j.kept + at, &kept, sizeof kept);
+          }
+          break;
         case RandomOp::mask:
           vstore(out + at, keep ? scale : zero);
           break;
-        case RandomOp::accumulate: {
-          vf kept = vload(j.in + at) * scale;
-          vstore(out + at, vload(out + at) + (keep ? kept : zero));
-          break;
-        }
       }
     }
   }
@@ -346,11 +350,47 @@ static void dropout_mask(float* mask, int64_t n, uint32_t threshold, float scale
   random_run(RandomJob{RandomOp::mask, mask, nullptr, n, threshold, scale, key});
 }
 
-// out[i] += keep(i) ? in[i] * scale : 0: DropConnect routes the weight
-// gradient through the mask its forward pass used.
-static void dropout_accumulate(float* out, const float* in, int64_t n, uint32_t threshold, float scale,
-                               RngKey key) {
-  random_run(RandomJob{RandomOp::accumulate, out, in, n, threshold, scale, key});
+// dropout_apply that also records which elements it kept, in kept (n): for
+// DropConnect, whose backward pass reads the mask again over every weight;
+// a byte an element costs less to write and read than the generator's ten
+// rounds do to run again.
+static void dropout_apply_recording(float* out, uint8_t* kept, const float* in, int64_t n, uint32_t threshold,
+                                    float scale, RngKey key) {
+  random_run(RandomJob{RandomOp::apply_recording, out, in, n, threshold, scale, key, kept});
+}
+
+struct KeptJob {
+  float* out;
+  const float* in;
+  const uint8_t* kept;
+  float scale;
+  bool accumulate;
+};
+
+static void kept_span(void* ctx, int64_t begin, int64_t end) {
+  const KeptJob& j = *static_cast<const KeptJob*>(ctx);
+  float* out = j.out;  // may be j.in
+  const uint8_t* __restrict kept = j.kept;
+  const float scale = j.scale;
+  // in is read whether kept or not: a load under the condition keeps the loop scalar
+  if (j.accumulate)
+    for (int64_t i = begin; i < end; i++) {
+      const float v = j.in[i] * scale;
+      out[i] += kept[i] ? v : 0.0f;
+    }
+  else
+    for (int64_t i = begin; i < end; i++) {
+      const float v = j.in[i] * scale;
+      out[i] = kept[i] ? v : 0.0f;
+    }
+}
+
+// out[i] (+)= kept[i] ? in[i] * scale : 0, through a mask dropout_apply_recording
+// wrote: DropConnect routes the weight gradient through its forward's mask.
+// out may be in.
+static void apply_kept(float* out, const float* in, const uint8_t* kept, int64_t n, float scale, bool accumulate) {
+  KeptJob job{out, in, kept, scale, accumulate};
+  parallel_for(n, (int64_t)1 << 16, kept_span, &job);
 }
 
 }  // namespace DK_ISA
