@@ -264,8 +264,8 @@ FUSED_STEP_CASES = {
     "sgd, plain": dict(solver="sgd", momentum=0.0, weight_decay=1e-2),
     "rmsprop": dict(solver="rmsprop", l2=1e-2, l1=1e-3),
     "adagrad": dict(solver="adagrad", l1=1e-3, l1_mode="subgradient"),
-    # max-norm after fused updates (first and last layer), beside a DropConnect
-    # layer's separate pass (the middle one); norms small enough to bind
+    # max-norm after fused updates, the middle layer's through DropConnect's
+    # mask too; norms small enough to bind
     "adam, max-norm and dropconnect": dict(solver="adam", l2=1e-2, max_norm=[0.5, 1.0, 0.3]),
 }
 

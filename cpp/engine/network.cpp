@@ -224,20 +224,26 @@ void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool ac
     }
     // dW (n_in, width) += x_in^T (n_in, B) dz (B, width)
     float* dW = grads_.data() + w_off_[l];
-    if (S.dropconnect > 0.0f) {
-      // only the weights the forward pass kept get a gradient, scaled as
-      // they were: the product through its mask in place, or from a scratch
-      // copy onto the gradient already there
-      const int64_t n = S.n_in * width;
-      float* sums = accumulate ? (ws.scratch.resize(n), ws.scratch.data()) : dW;
-      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f, sums, width, nullptr);
-      K.apply_kept(dW, sums, ws.w_kept[l].data(), n, layer_dropout(l, kWeightMask, seed, step).scale, accumulate);
-    } else if (fuse_weights && can_fuse_step(l)) {
+    // DropConnect: only the weights the forward pass kept get a gradient,
+    // scaled as they were
+    const float kept_scale = S.dropconnect > 0.0f ? layer_dropout(l, kWeightMask, seed, step).scale : 1.0f;
+    if (fuse_weights) {
       const int64_t o = w_off_[l];
       FusedStep fused{params_.data() + o, m_.data() + o, v_.data() + o, weight_step_params(l)};
+      if (S.dropconnect > 0.0f) {
+        fused.kept = ws.w_kept[l].data();
+        fused.kept_scale = kept_scale;
+      }
       Epilogue ep;
       ep.step = &fused;
       K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f, dW, width, &ep);
+    } else if (S.dropconnect > 0.0f) {
+      // the product through the mask in place, or from a scratch copy onto
+      // the gradient already there
+      const int64_t n = S.n_in * width;
+      float* sums = accumulate ? (ws.scratch.resize(n), ws.scratch.data()) : dW;
+      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f, sums, width, nullptr);
+      K.apply_kept(dW, sums, ws.w_kept[l].data(), n, kept_scale, accumulate);
     } else {
       K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, accumulate ? 1.0f : 0.0f,
              dW, width, nullptr);
@@ -299,7 +305,7 @@ void Network::optimizer_step_impl(bool weights_stepped) {
     int64_t rest = width + (S.has_slopes() ? S.units : 0);  // bias, then slopes
     OptParams p = weight_step_params(l);
     int64_t o = w_off_[l];
-    if (!(weights_stepped && can_fuse_step(l))) {
+    if (!weights_stepped) {
       OptimizerJob job{params_.data() + o, m_.data() + o, v_.data() + o, grads_.data() + o, width, p};
       parallel_for(S.n_in, std::max<int64_t>(1, ((int64_t)1 << 16) / width), optimizer_rows, &job);
     }

@@ -124,16 +124,12 @@ class Network {
   void zero_grad();
   void optimizer_step() { optimizer_step_impl(false); }  // one fused pass per parameter segment, then step++
   // backward(ws, dout, nullptr, false) and optimizer_step() in one, the
-  // weights of every layer that can_fuse_step updated inside the products
-  // of their gradients (gemm.h's FusedStep), which grads() then lacks.
+  // weights of every layer updated inside the products of their gradients
+  // (gemm.h's FusedStep), which grads() then lacks.
   void backward_and_step(Workspace& ws, const float* dout) {
     backward_impl(ws, dout, nullptr, false, true);
     optimizer_step_impl(true);
   }
-  // Whether layer l's weight update can run inside its gradient's product:
-  // not with DropConnect, whose gradient goes through the weight mask after
-  // the product. (Max-norm scales whole columns after the update, fused or not.)
-  bool can_fuse_step(size_t l) const { return layers_[l].dropconnect == 0.0f; }
   // sum over layers of l1 |W|_1 + (l2/2) |W|^2 (biases too with penalize_bias)
   double penalty_value() const;
 
@@ -160,9 +156,8 @@ class Network {
 
  private:
   void ensure(Workspace& ws, int64_t B) const;
-  // With fuse_weights (accumulate false) the weights that can_fuse_step are
-  // stepped by their gradients' products, and optimizer_step_impl(true)
-  // leaves them out.
+  // With fuse_weights (accumulate false) the weights are stepped by their
+  // gradients' products, and optimizer_step_impl(true) leaves them out.
   void backward_impl(Workspace& ws, const float* dout, float* dX, bool accumulate, bool fuse_weights);
   void optimizer_step_impl(bool weights_stepped);
   // The optimizer's hyperparameters for layer l's weights at this step.

@@ -74,6 +74,10 @@ struct FusedStep {
   float* m = nullptr;
   float* v = nullptr;
   OptParams p;
+  // DropConnect: the gradient goes through the forward pass's record of the
+  // weights it kept (w's layout), scaled as they were, before the update
+  const uint8_t* kept = nullptr;
+  float kept_scale = 1.0f;
 };
 
 // Applied to each output tile once its dot products are complete, while it is

@@ -367,22 +367,25 @@ struct KeptJob {
   bool accumulate;
 };
 
-static void kept_span(void* ctx, int64_t begin, int64_t end) {
-  const KeptJob& j = *static_cast<const KeptJob*>(ctx);
-  float* out = j.out;  // may be j.in
-  const uint8_t* __restrict kept = j.kept;
-  const float scale = j.scale;
+// out (n) (+)= kept ? in * scale : 0; out may be in.
+static inline void apply_kept_span(float* out, const float* in, const uint8_t* __restrict kept, int64_t n,
+                                   float scale, bool accumulate) {
   // in is read whether kept or not: a load under the condition keeps the loop scalar
-  if (j.accumulate)
-    for (int64_t i = begin; i < end; i++) {
-      const float v = j.in[i] * scale;
+  if (accumulate)
+    for (int64_t i = 0; i < n; i++) {
+      const float v = in[i] * scale;
       out[i] += kept[i] ? v : 0.0f;
     }
   else
-    for (int64_t i = begin; i < end; i++) {
-      const float v = j.in[i] * scale;
+    for (int64_t i = 0; i < n; i++) {
+      const float v = in[i] * scale;
       out[i] = kept[i] ? v : 0.0f;
     }
+}
+
+static void kept_span(void* ctx, int64_t begin, int64_t end) {
+  const KeptJob& j = *static_cast<const KeptJob*>(ctx);
+  apply_kept_span(j.out + begin, j.in + begin, j.kept + begin, end - begin, j.scale, j.accumulate);
 }
 
 // out[i] (+)= kept[i] ? in[i] * scale : 0, through a mask dropout_apply_recording

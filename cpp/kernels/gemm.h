@@ -330,15 +330,19 @@ static inline void band_dropout(const Epilogue* ep, int64_t N, const float* C, i
 }
 
 // The fused optimizer step of a finished (rows, cols) block of dW at (i0, j0),
-// its gradient in g (leading dimension ldg).
-static inline void block_step(const FusedStep& f, const StepConsts& s, int64_t ldc, const float* g, int64_t ldg,
+// its gradient in g (leading dimension ldg), which DropConnect's mask changes
+// in place first.
+static inline void block_step(const FusedStep& f, const StepConsts& s, int64_t ldc, float* g, int64_t ldg,
                              int64_t i0, int64_t j0, int64_t rows, int64_t cols) {
   const int64_t o = i0 * ldc + j0;
+  if (f.kept)
+    for (int64_t r = 0; r < rows; r++)
+      apply_kept_span(g + r * ldg, g + r * ldg, f.kept + o + r * ldc, cols, f.kept_scale, false);
   update_rows(f.w + o, g, f.m + o, f.v + o, rows, cols, ldc, ldg, s);
 }
 
 // Activation, dropout or the step over all of C, for the paths that do not tile it.
-static void whole_epilogue(const Epilogue* ep, int64_t M, int64_t N, const float* C, int64_t ldc) {
+static void whole_epilogue(const Epilogue* ep, int64_t M, int64_t N, float* C, int64_t ldc) {
   if (ep && ep->act_out) tile_activation(ep, N, C, ldc, 0, 0, M, N);
   if (ep && ep->dropped) band_dropout(ep, N, C, 0, M, 0, N);
   if (ep && ep->step) block_step(*ep->step, step_consts(ep->step->p), ldc, C, ldc, 0, 0, M, N);
