@@ -279,8 +279,11 @@ static inline void random_scalar(const RandomJob& j, int64_t begin, int64_t end)
 }
 
 // Elements [begin, end) of the stream, at any offset (a row of a block, say):
-// the vector steps cover whole multiples of kVecElems, the scalar twin the rest.
-static void random_range(const RandomJob& j, int64_t begin, int64_t end) {
+// the vector steps cover whole multiples of kVecElems, the scalar twin the
+// rest. One loop per operation (OP a template argument): with the switch
+// inside one loop, adding an operation slowed the others' loop by a tenth.
+template <RandomOp OP>
+static void random_range_of(const RandomJob& j, int64_t begin, int64_t end) {
   int64_t i = begin;
 #if DK_VEC_WIDTH > 1
   i = imin(end, (begin + kVecElems - 1) / kVecElems * kVecElems);
@@ -288,6 +291,8 @@ static void random_range(const RandomJob& j, int64_t begin, int64_t end) {
   const vu32 thr = (vu32){} + j.threshold;
   const vf scale = vbroadcast(j.scale), zero = vbroadcast(0.0f);
   float* out = static_cast<float*>(j.out);
+  const float* in = j.in;
+  uint8_t* kept = j.kept;
   const PhiloxKeys keys = philox_keys(j.key.seed);
   for (; i + kVecElems <= end; i += kVecElems) {
     vu32 bits[4];
@@ -295,28 +300,35 @@ static void random_range(const RandomJob& j, int64_t begin, int64_t end) {
     for (int q = 0; q < 4; q++) {
       int64_t at = i + q * W;
       vi32 keep = (vi32)(bits[q] >= thr);
-      switch (j.op) {
-        case RandomOp::bits:
-          *reinterpret_cast<vu32_unaligned*>(static_cast<uint32_t*>(j.out) + at) = bits[q];
-          break;
-        case RandomOp::apply:
-          vstore(out + at, keep ? vload(j.in + at) * scale : zero);
-          break;
-        case RandomOp::apply_recording:
-          vstore(out + at, keep ? vload(j.in + at) * scale : zero);
-          {  // lanes narrowed in registers: a store per lane would cost more than the generator
-            const vu8 kept = __builtin_convertvector(keep & 1, vu8);
-            std::memcpy(j.kept + at, &kept, sizeof kept);
-          }
-          break;
-        case RandomOp::mask:
-          vstore(out + at, keep ? scale : zero);
-          break;
+      if (OP == RandomOp::bits) {
+        *reinterpret_cast<vu32_unaligned*>(static_cast<uint32_t*>(j.out) + at) = bits[q];
+      } else if (OP == RandomOp::mask) {
+        vstore(out + at, keep ? scale : zero);
+      } else {
+        vstore(out + at, keep ? vload(in + at) * scale : zero);
+        if (OP == RandomOp::apply_recording) {
+          // lanes narrowed in registers: a store per lane would cost more than the generator
+          const vu8 k = __builtin_convertvector(keep & 1, vu8);
+          std::memcpy(kept + at, &k, sizeof k);
+        }
       }
     }
   }
 #endif
   if (i < end) random_scalar(j, i, end);
+}
+
+static void random_range(const RandomJob& j, int64_t begin, int64_t end) {
+  switch (j.op) {
+    case RandomOp::bits:
+      return random_range_of<RandomOp::bits>(j, begin, end);
+    case RandomOp::apply:
+      return random_range_of<RandomOp::apply>(j, begin, end);
+    case RandomOp::apply_recording:
+      return random_range_of<RandomOp::apply_recording>(j, begin, end);
+    case RandomOp::mask:
+      return random_range_of<RandomOp::mask>(j, begin, end);
+  }
 }
 
 static void random_chunks(void* ctx, int64_t begin, int64_t end) {
