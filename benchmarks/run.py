@@ -533,7 +533,7 @@ def bench_toolbox(quick):
     in bench_large, every option once a round, so that the machine's drift
     reaches all alike; each figure the median per-sample time times 60000."""
     piece = 5120
-    reps = 2 if quick else 4
+    reps = 2 if quick else 6
     kinds = ["plain", "student_t", "max_norm", "dropconnect"] if quick else list(TOOLBOX)
     X, y = mnist_like(piece, seed=1)
     Xt, yt = (torch.from_numpy(X), torch.from_numpy(y)) if torch is not None else (None, None)
