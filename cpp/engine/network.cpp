@@ -99,7 +99,8 @@ void Network::ensure(Workspace& ws, int64_t B) const {
   if (ws.x_in.size() != L) {
     ws.batch = 0;  // a workspace of another network: size everything anew
     ws.x_in.resize(L); ws.z.resize(L); ws.a.resize(L); ws.argmax.resize(L);
-    ws.dz.resize(L); ws.d_in.resize(L); ws.w_drop.resize(L); ws.w_kept.resize(L); ws.col_mean.resize(L); ws.da_pen.resize(L);
+    ws.dz.resize(L); ws.d_in.resize(L); ws.w_drop.resize(L); ws.w_kept.resize(L);
+    ws.col_mean.resize(L); ws.da_pen.resize(L);
     ws.activity.assign(L, 0.0);
     ws.in_ptr.assign(L, nullptr); ws.out_ptr.assign(L, nullptr);
   }
