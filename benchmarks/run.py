@@ -260,6 +260,18 @@ class TorchTrainer:
             self.opt.step()
 
 
+PIECE = 5120  # samples per timed piece of the large-net workloads
+
+
+def epoch_time(piece, fn, *args):
+    """fn(*args) trains on a piece of `piece` samples: its time scaled to an
+    epoch of 60000."""
+    settle()
+    t = time.perf_counter()
+    fn(*args)
+    return (time.perf_counter() - t) * 60000 / piece
+
+
 def bench_large(quick, peak):
     """Steady-state epoch time, from pieces of 5120 samples: each library in
     turn trains on the same piece (dropkit by partial_fit, PyTorch by an epoch
@@ -267,7 +279,7 @@ def bench_large(quick, peak):
     times 60000. Adjacent pieces see the same load from other processes, so
     the ratios hold even when the machine's speed drifts from second to
     second; one-time costs (first fit, torch.compile) are left out."""
-    piece = 5120
+    piece = PIECE
     reps = 4 if quick else 12
     X, y = mnist_like(piece * 2)
     pieces = [(X[:piece], y[:piece]), (X[piece:], y[piece:])]
@@ -279,12 +291,6 @@ def bench_large(quick, peak):
         note_floor = f"floor at 2x peak {floor:.2f} s"
     tpieces = [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in pieces] if torch is not None else []
     results = {}
-
-    def per_epoch(fn, *args):
-        settle()
-        t = time.perf_counter()
-        fn(*args)
-        return (time.perf_counter() - t) * 60000 / piece
 
     for batch in (128, 512):
         trainers = {}
@@ -307,9 +313,9 @@ def bench_large(quick, peak):
             tr.epoch(*tpieces[0], batch)
         runs = {k: [] for k in ["dk", *trainers]}
         for r in range(reps):
-            runs["dk"].append(per_epoch(clf.partial_fit, *pieces[r % 2]))
+            runs["dk"].append(epoch_time(piece, clf.partial_fit, *pieces[r % 2]))
             for name, tr in trainers.items():
-                runs[name].append(per_epoch(tr.epoch, *tpieces[r % 2], batch))
+                runs[name].append(epoch_time(piece, tr.epoch, *tpieces[r % 2], batch))
         med = {k: float(np.median(v)) for k, v in runs.items() if v}
         results[batch] = med
         best_name = min((k for k in ("fused", "compiled") if k in med), key=lambda k: med[k], default=None)
@@ -326,9 +332,9 @@ def bench_large(quick, peak):
     t1, t2 = [], []
     for r in range(reps):
         set_threads(1)
-        t1.append(per_epoch(one.partial_fit, *pieces[r % 2]))
+        t1.append(epoch_time(piece, one.partial_fit, *pieces[r % 2]))
         set_threads(2)
-        t2.append(per_epoch(two.partial_fit, *pieces[r % 2]))
+        t2.append(epoch_time(piece, two.partial_fit, *pieces[r % 2]))
     t1, t2 = float(np.median(t1)), float(np.median(t2))
     row("Threads", f"dropkit epoch, batch 128: 1 thr (median of {reps} pieces of {piece})", t1, unit="s",
         note=f"2 thr {t2:.2f} s, speed-up {t1 / t2:.2f}x")
@@ -532,7 +538,7 @@ def bench_toolbox(quick):
     threads), dropkit and PyTorch eager in turn on pieces of 5120 samples as
     in bench_large, every option once a round, so that the machine's drift
     reaches all alike; each figure the median per-sample time times 60000."""
-    piece = 5120
+    piece = PIECE
     reps = 2 if quick else 6
     kinds = ["plain", "student_t", "max_norm", "dropconnect"] if quick else list(TOOLBOX)
     X, y = mnist_like(piece, seed=1)
@@ -550,17 +556,11 @@ def bench_toolbox(quick):
         models[kind] = (clf, trainer)
     times = {kind: ([], []) for kind in kinds}
 
-    def per_epoch(fn, *args):
-        settle()
-        t = time.perf_counter()
-        fn(*args)
-        return (time.perf_counter() - t) * 60000 / piece
-
     for _ in range(reps):
         for kind, (clf, trainer) in models.items():
-            times[kind][0].append(per_epoch(clf.partial_fit, X, y))
+            times[kind][0].append(epoch_time(piece, clf.partial_fit, X, y))
             if trainer is not None:
-                times[kind][1].append(per_epoch(trainer.epoch, Xt, yt, 128))
+                times[kind][1].append(epoch_time(piece, trainer.epoch, Xt, yt, 128))
     med = {kind: (float(np.median(d)), float(np.median(t)) if t else None) for kind, (d, t) in times.items()}
     dk0, th0 = med["plain"]
     for kind in kinds:
