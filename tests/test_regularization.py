@@ -121,6 +121,42 @@ def test_finite_difference_gradients_with_activity_penalties(isa, penalties):
         assert abs(numeric - grads[i]) <= 2e-3 + 3e-2 * abs(numeric), (i, numeric, grads[i])
 
 
+@pytest.mark.parametrize("mode", ["inverted", "standard"])
+def test_backward_after_a_prediction_mode_forward_is_its_gradient(isa, mode):
+    """forward(X) without training draws no masks, scales by the weight-
+    scaling rule in standard mode and adds no activity penalty; backward then
+    gives the gradient of that function (an input-saliency map, say), for the
+    weights and for X, checked by finite differences."""
+    rng = np.random.default_rng(5)
+    net = Network(6, [Dense(11, "tanh", dropout=0.3, dropconnect=0.4, activity_penalty=StudentT(0.5)),
+                      Dense(9, "tanh", dropout=0.5, dropconnect=0.2),
+                      Dense(3, "identity", dropout=0.2)], dropout_mode=mode, random_state=2)
+    X = rng.standard_normal((10, 6)).astype(np.float32)
+    R = rng.standard_normal((10, 3)).astype(np.float32)
+    net.forward(X, training=True)  # masks drawn and kept: the next pass must not use them
+    net.forward(X)
+    net.zero_grad()
+    dX = net.backward(R)
+    grads = net.grads.copy()
+    objective = lambda: float((net.forward(X).astype(np.float64) * R).sum())  # noqa: E731
+    params, h = net.params, 1e-2
+    for i in rng.choice(params.size, 40, replace=False):
+        old = params[i]
+        params[i] = old + h
+        up = objective()
+        params[i] = old - h
+        down = objective()
+        params[i] = old
+        numeric = (up - down) / (2 * h)
+        assert abs(numeric - grads[i]) <= 2e-3 + 3e-2 * abs(numeric), (i, numeric, grads[i])
+    for b, j in [(0, 0), (3, 5), (9, 2)]:
+        Xp, Xm = X.copy(), X.copy()
+        Xp[b, j] += h
+        Xm[b, j] -= h
+        numeric = float(((net.forward(Xp).astype(np.float64) - net.forward(Xm)) * R).sum()) / (2 * h)
+        assert abs(numeric - dX[b, j]) <= 2e-3 + 3e-2 * abs(numeric), (b, j, numeric, dX[b, j])
+
+
 # ----------------------------------------------------------------------------
 # weight penalties in the optimizer pass
 

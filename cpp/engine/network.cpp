@@ -125,6 +125,7 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
   const KernelTable& K = kernels();
   ensure(ws, B);
   ws.batch_in_use = B;
+  ws.training = training;
   const float* x = X;
   bool x_dropped = false;  // the previous layer's epilogue applied this layer's input dropout
   for (size_t l = 0; l < layers_.size(); l++) {
@@ -177,9 +178,14 @@ const float* Network::forward(Workspace& ws, const float* X, int64_t B, bool tra
   return x;
 }
 
+// The gradient of what the last forward pass computed: through its dropout
+// and DropConnect masks and with the activity penalties in training mode;
+// without them, and with standard dropout's weight scaling, after a
+// prediction-mode pass.
 void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool accumulate, bool fuse_weights) {
   const KernelTable& K = kernels();
   int64_t B = ws.batch_in_use;
+  const bool masked = ws.training;
   const float* da = dout;
   DropoutSpec next_input_mask;
   const DropoutSpec* da_mask = nullptr;  // the mask da must still go through (the next layer's input dropout)
@@ -192,7 +198,11 @@ void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool ac
     ActivityParams pen = S.activity;
     pen.inv_batch = 1.0f / (float)B;
     pen.col_mean = ws.col_mean[l].empty() ? nullptr : ws.col_mean[l].data();
-    const ActivityParams* activity = pen.kind == ActivityKind::none ? nullptr : &pen;
+    const ActivityParams* activity = masked && pen.kind != ActivityKind::none ? &pen : nullptr;
+    const bool connect = masked && S.dropconnect > 0.0f;  // DropConnect's mask
+    // the weight-scaling rule the prediction-mode forward folded into the product
+    const float alpha = !masked && mode_ == DropoutMode::standard && S.input_dropout > 0.0f ? 1.0f - S.input_dropout
+                                                                                              : 1.0f;
     if (S.pieces > 1) {
       // the mask and the penalty act on the max: they join before the routing
       if (activity || da_mask) {
@@ -219,34 +229,34 @@ void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool ac
     // dropout mask; before dW, whose product may update W
     float* d_in = nullptr;
     if (l > 0 || dX) {
-      const float* W_used = S.dropconnect > 0.0f ? ws.w_drop[l].data() : params_.data() + w_off_[l];
+      const float* W_used = connect ? ws.w_drop[l].data() : params_.data() + w_off_[l];
       d_in = l == 0 ? dX : (ws.d_in[l].resize(B * S.n_in), ws.d_in[l].data());
-      K.gemm(B, S.n_in, width, 1.0f, dz, width, false, W_used, width, true, 0.0f, d_in, S.n_in, nullptr);
+      K.gemm(B, S.n_in, width, alpha, dz, width, false, W_used, width, true, 0.0f, d_in, S.n_in, nullptr);
     }
     // dW (n_in, width) += x_in^T (n_in, B) dz (B, width)
     float* dW = grads_.data() + w_off_[l];
     // DropConnect: only the weights the forward pass kept get a gradient,
     // scaled as they were
-    const float kept_scale = S.dropconnect > 0.0f ? layer_dropout(l, kWeightMask, seed, step).scale : 1.0f;
+    const float kept_scale = connect ? layer_dropout(l, kWeightMask, seed, step).scale : 1.0f;
     if (fuse_weights) {
       const int64_t o = w_off_[l];
       FusedStep fused{params_.data() + o, m_.data() + o, v_.data() + o, weight_step_params(l)};
-      if (S.dropconnect > 0.0f) {
+      if (connect) {
         fused.kept = ws.w_kept[l].data();
         fused.kept_scale = kept_scale;
       }
       Epilogue ep;
       ep.step = &fused;
-      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f, dW, width, &ep);
-    } else if (S.dropconnect > 0.0f) {
+      K.gemm(S.n_in, width, B, alpha, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f, dW, width, &ep);
+    } else if (connect) {
       // the product through the mask in place, or from a scratch copy onto
       // the gradient already there
       const int64_t n = S.n_in * width;
       float* sums = accumulate ? (ws.scratch.resize(n), ws.scratch.data()) : dW;
-      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f, sums, width, nullptr);
+      K.gemm(S.n_in, width, B, alpha, ws.in_ptr[l], S.n_in, true, dz, width, false, 0.0f, sums, width, nullptr);
       K.apply_kept(dW, sums, ws.w_kept[l].data(), n, kept_scale, accumulate);
     } else {
-      K.gemm(S.n_in, width, B, 1.0f, ws.in_ptr[l], S.n_in, true, dz, width, false, accumulate ? 1.0f : 0.0f,
+      K.gemm(S.n_in, width, B, alpha, ws.in_ptr[l], S.n_in, true, dz, width, false, accumulate ? 1.0f : 0.0f,
              dW, width, nullptr);
     }
     if (!d_in) break;
@@ -256,7 +266,7 @@ void Network::backward_impl(Workspace& ws, const float* dout, float* dX, bool ac
     // derivative, in the same pass (relu's reads it off the dropped input
     // this layer kept, without the generator).
     da_mask = nullptr;
-    if (S.input_dropout > 0.0f) {
+    if (masked && S.input_dropout > 0.0f) {
       next_input_mask = layer_dropout(l, kUnitMask, seed, step);
       da_mask = &next_input_mask;
       if (l == 0) K.dropout_apply(d_in, d_in, B * S.n_in, da_mask->threshold, da_mask->scale, da_mask->key);

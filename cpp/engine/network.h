@@ -59,6 +59,7 @@ enum MaskPurpose : uint32_t { kUnitMask = 0, kWeightMask = 1 };
 struct Workspace {
   int64_t batch = 0;         // rows the buffers can hold
   int64_t batch_in_use = 0;  // rows of the last forward
+  bool training = false;     // whether the last forward drew masks: backward goes through them only then
   std::vector<std::vector<float>> x_in;   // (B, n_in): the layer's input after dropout
   std::vector<std::vector<float>> z;      // (B, width): pre-activation
   std::vector<std::vector<float>> a;      // (B, units): output (unused when aliasing z)

@@ -237,7 +237,13 @@ class Network:
 
     def backward(self, dout):
         """Accumulate parameter gradients from dout = dloss/doutput (B, n_outputs)
-        of the last forward pass; returns dloss/dX (B, n_inputs)."""
+        of the last forward pass; returns dloss/dX (B, n_inputs).
+
+        After ``forward(X, training=True)`` the gradients go through that
+        pass's dropout and DropConnect masks and include the activity
+        penalties; after ``forward(X)`` they are those of the prediction-mode
+        function (no masks or penalties; standard dropout's weight scaling),
+        as for an input-saliency map."""
         dout = as_float32_matrix(dout, "dout")
         return self._core.backward(dout)
 
