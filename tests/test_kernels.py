@@ -970,3 +970,48 @@ def test_kernels_flush_subnormals(isa):
     assert _core.output_link(np.float32([[0, 0, 0, 0, 0, 0, 0, -87]]), "softmax_ce")[0, 7] == 0
     _, dz = _core.loss(np.float32([[1e-20]]), np.float32([[0.0]]), None, "squared", 1e-20)
     assert np.all(dz == 0)
+
+
+# ----------------------------------------------------------------------------
+# the finiteness check of data
+
+FINITE_SIZES = [0, 1, 7, 15, 16, 17, 63, 64, 65, 1023, 3 * (1 << 16) + 5]
+
+
+@pytest.mark.parametrize("n", FINITE_SIZES)
+def test_all_finite_against_numpy(isa, n):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 1e30).astype(np.float32)
+    big = np.finfo(np.float32).max
+    x[:4] = [big, -big, -0.0, 1e-45][:min(n, 4)]  # finite extremes: x * 0 is 0 for each
+    assert _core.all_finite(x) is True
+    # every position of a short array (head, vector body, tail); the ends and
+    # a chunk boundary of a long one
+    positions = range(n) if n <= 65 else sorted({0, min(1 << 16, n - 1), n // 2, n - 1})
+    for pos in positions:
+        for bad in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[pos] = bad
+            assert _core.all_finite(y) is bool(np.isfinite(y).all()) is False, (pos, bad)
+
+
+def test_all_finite_same_answer_for_any_thread_count(isa):
+    x = np.ones(5 * (1 << 16) + 3, np.float32)
+    previous = _core.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            assert _core.all_finite(x)
+            for pos in (0, x.size // 3, x.size - 1):
+                y = x.copy()
+                y[pos] = np.nan
+                assert not _core.all_finite(y), (threads, pos)
+    finally:
+        _core.set_num_threads(previous)
+
+
+def test_all_finite_takes_only_contiguous_float32():
+    with pytest.raises(TypeError):
+        _core.all_finite(np.ones(4))
+    with pytest.raises(TypeError):
+        _core.all_finite(np.ones((4, 4), np.float32)[:, ::2])

@@ -638,6 +638,10 @@ PYBIND11_MODULE(_core, m) {
     py::gil_scoped_release nogil;
     return kernels().sum_squares(x.data(), x.size());
   }, py::arg("x"));
+  m.def("all_finite", [](FloatOut x) {
+    py::gil_scoped_release nogil;
+    return kernels().all_finite(x.data(), x.size());
+  }, py::arg("x").noconvert());
   m.def("activity_penalty", &activity_penalty, py::arg("h"), py::arg("kind"), py::arg("alpha"),
         py::arg("rho") = 0.0f);
   m.def("max_norm_columns", [](FloatOut W, float c) {

@@ -154,6 +154,8 @@ struct KernelTable {
   double (*sum_squares)(const float* x, int64_t n);
 
   double (*sum_abs)(const float* x, int64_t n);
+  // whether no element of x (n) is an infinity or a NaN
+  bool (*all_finite)(const float* x, int64_t n);
   // W (rows, cols): columns with norm above c are rescaled to norm c.
   void (*max_norm_columns)(float* W, int64_t rows, int64_t cols, float c);
   double (*activity_value)(const float* h, int64_t B, int64_t N, ActivityParams p, float* col_mean);

@@ -542,8 +542,9 @@ static bool gemm_chunk(const GemmJob& g, int64_t i0, int64_t i1, int64_t j0, int
             jr += (ROW_GROUP - 1) * NR;
             continue;
           }
-          if (by_strip) pack_b(buf.b, g.B, g.ldb, g.trans_b, k0, kc, jc + jr, cols);
-          const float* Bs = by_strip ? buf.b : buf.b + jr * kc;
+          constexpr int64_t kStripGroup = 2;
+          if (by_strip && jr % (kStripGroup * NR) == 0) pack_b(buf.b, g.B, g.ldb, g.trans_b, k0, kc, jc + jr, imin(kStripGroup * NR, nc - jr));
+          const float* Bs = by_strip ? buf.b + (jr % (kStripGroup * NR)) * kc : buf.b + jr * kc;
           int64_t ldbs = NR;
           if (direct_b && cols == NR) {
             Bs = g.B + k0 * g.ldb + jc + jr;

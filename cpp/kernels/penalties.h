@@ -2,8 +2,9 @@
 //
 // The weight penalties' gradients and the L1 proximal step live inside the
 // optimizer pass (optimizers.h); what is here is what the pass cannot do
-// alone: max-norm's rescaling of columns, penalty values for reporting, and
-// the activity penalties on a hidden layer's output h (B, N):
+// alone: max-norm's rescaling of columns, penalty values for reporting (and,
+// beside those sums, the check that data is finite), and the activity
+// penalties on a hidden layer's output h (B, N):
 //   l1:        alpha * mean_b sum_j |h_bj|                 dh = alpha sign(h) / B
 //   kl:        beta * sum_j KL(rho || rho_hat_j),          dh = beta (-(rho / rho_hat_j) + (1 - rho) / (1 - rho_hat_j)) / B
 //              rho_hat_j = mean_b h_bj  (units in (0, 1))
@@ -13,6 +14,7 @@
 #include "kernels/simd.h"
 #include "kernels/threads.h"
 
+#include <atomic>
 #include <vector>
 
 namespace dropkit {
@@ -80,6 +82,40 @@ static double sum_abs(const float* x, int64_t n) {
 
 static double sum_squares(const float* x, int64_t n) {
   return sum_in_double(x, n, [](float v) { return (double)v * v; });
+}
+
+// Whether every element of x is finite: x * 0 is 0 for a finite x and NaN
+// for an infinity or a NaN, and a NaN stays in any sum it joins. One
+// multiply-add per element, without branches or float64 (numpy's float64
+// sum of a float32 array, which did this before, took 0.5-0.6 ns per
+// element on one core, 1-2% of an epoch of the large net; this, 0.05-0.1).
+static bool all_finite_span(const float* x, int64_t n) {
+  constexpr int kSums = 4;  // independent sums: the adder's latency
+  const vf zero = vbroadcast(0.0f);
+  vf acc[kSums] = {zero, zero, zero, zero};
+  int64_t i = 0;
+  for (; i + kSums * W <= n; i += kSums * W)
+    for (int k = 0; k < kSums; k++) acc[k] += vload(x + i + k * W) * zero;
+  float tail = 0.0f;
+  for (; i < n; i++) tail += x[i] * 0.0f;
+  return vsum((acc[0] + acc[1]) + (acc[2] + acc[3])) + tail == 0.0f;
+}
+
+struct FiniteJob {
+  const float* x;
+  std::atomic<bool> found_nonfinite{false};
+};
+
+static void all_finite_chunk(void* ctx, int64_t begin, int64_t end) {
+  FiniteJob& j = *static_cast<FiniteJob*>(ctx);
+  if (!j.found_nonfinite.load(std::memory_order_relaxed) && !all_finite_span(j.x + begin, end - begin))
+    j.found_nonfinite.store(true, std::memory_order_relaxed);
+}
+
+static bool all_finite(const float* x, int64_t n) {
+  FiniteJob job{x};
+  parallel_for(n, (int64_t)1 << 16, all_finite_chunk, &job);
+  return !job.found_nonfinite.load();
 }
 
 // log(1 + h^2) in float. From |h| = 2^16 on, 1 + h^2 rounds to h^2, so it is

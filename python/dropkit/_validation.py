@@ -10,6 +10,8 @@ import numbers
 
 import numpy as np
 
+from . import _core
+
 
 def check_number(value, name):
     if type(value) is float and math.isfinite(value):  # the common case, without the ABC checks below
@@ -62,12 +64,16 @@ def as_float32_matrix(X, name, n_features=None, allow_empty=False):
 
 
 def all_finite(arr):
-    """Whether every element of a float32 array is finite, without the
+    """Whether every element of a float array is finite, without the
     temporary of np.isfinite(arr).all(), which for the training data is a
-    quarter of its size again. The float64 sum of float32 values cannot
-    overflow, so it is finite exactly when each of them is. For float64
-    arrays the answer may be False for huge finite values (a sum of two
-    1e308s), never True for a NaN or an infinity."""
+    quarter of its size again. A C-contiguous float32 array (the engine's
+    input) is read once by the vector kernels, on every thread; any other
+    by numpy's float64 sum, which cannot overflow from float32 values, so
+    it is finite exactly when each of them is. For float64 arrays the
+    answer may be False for huge finite values (a sum of two 1e308s), never
+    True for a NaN or an infinity."""
+    if arr.dtype == np.float32 and arr.flags.c_contiguous:
+        return _core.all_finite(arr)
     return bool(np.isfinite(np.add.reduce(arr, axis=None, dtype=np.float64)))
 
 
