@@ -16,7 +16,7 @@ internals version, so that both can register their types in one process:
     python benchmarks/compare_builds.py ../build-a ../build-b large --threads 2
 
 Workloads: "large" (784-1024-1024-10, dropout 0.2/0.5, 12000 synthetic
-samples), "digits" (64-256-256-10 on scikit-learn's digits, 10 epochs a
+samples; --hidden sets the hidden width), "digits" (64-256-256-10 on scikit-learn's digits, 10 epochs a
 round) and "gemm" (the large net's products at batch 128, 20 ms or more of
 calls a round, the median ratio and each build's best GFLOP/s per shape).
 With --regularizer, the epoch workloads' hidden layers also carry one of
@@ -53,13 +53,14 @@ def two_builds(build_a, build_b):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def workload(kind):
+def workload(kind, hidden=None):
     if kind == "large":
         rng = np.random.default_rng(0)
         n = 12000
         X = rng.random((n, 784), dtype=np.float32)
         y = rng.integers(0, 10, n)
-        return X, y, [(1024, 0.2), (1024, 0.5)], 0.5, 1
+        width = hidden or 1024
+        return X, y, [(width, 0.2), (width, 0.5)], 0.5, 1
     from sklearn.datasets import load_digits
     X, y = load_digits(return_X_y=True)
     return (X / 16.0).astype(np.float32), y, [(256, 0.0), (256, 0.0)], 0.0, 10
@@ -123,6 +124,7 @@ def main():
     ap.add_argument("--batch", type=int, default=None, help="default: 128 (large), 32 (digits)")
     ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--regularizer", choices=sorted(REGULARIZERS), default="none")
+    ap.add_argument("--hidden", type=int, default=None, help="large: the hidden layers' width (default 1024)")
     args = ap.parse_args()
     if args.workload == "gemm":
         with two_builds(args.build_a, args.build_b) as mods:
@@ -132,7 +134,7 @@ def main():
             compare_gemm(mods, args.rounds)
         return
     batch = args.batch or (128 if args.workload == "large" else 32)
-    X, y, hidden, out_dropout, epochs_per_round = workload(args.workload)
+    X, y, hidden, out_dropout, epochs_per_round = workload(args.workload, args.hidden)
     Y = np.eye(10, dtype=np.float32)[y]
     with two_builds(args.build_a, args.build_b) as mods:
         nets = []
@@ -151,7 +153,8 @@ def main():
                 times[i].append((time.perf_counter() - t) / epochs_per_round)
     a, b = np.array(times[0]), np.array(times[1])
     ratio = b / a
-    print(f"{args.workload} ({args.regularizer}), batch {batch}, {args.threads} thr, {args.rounds} rounds: "
+    widths = "-".join(str(u) for u, _ in hidden)
+    print(f"{args.workload} {widths} ({args.regularizer}), batch {batch}, {args.threads} thr, {args.rounds} rounds: "
           f"A median {np.median(a) * 1e3:.2f} ms, B median {np.median(b) * 1e3:.2f} ms an epoch; "
           f"B/A median of rounds {np.median(ratio):.3f} (quartiles {np.quantile(ratio, 0.25):.3f}-"
           f"{np.quantile(ratio, 0.75):.3f})")

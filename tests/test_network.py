@@ -81,6 +81,32 @@ def test_gradients_with_dropout(isa, mode, hidden):
     check_gradients(net, X, targets("softmax_ce", rng, 8, 3), "softmax_ce", h=1e-4 if hidden[0] == "relu" else 1e-2)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_dropout_split_over_threads_keeps_the_documented_masks(isa, threads):
+    """At several threads each takes a group of columns of the product, whose
+    epilogue drops them for the next layer, and a share of the rows going
+    back: a layer 500 wide gives spans that start and end inside a step of
+    the generator. Every element must still get its documented mask."""
+    rng = np.random.default_rng(6)
+    B, n_in, H, C = 64, 200, 500, 3
+    net = Network(n_in, [Dense(H, "tanh"), Dense(C, "identity", dropout=0.4)], random_state=3)
+    X = rng.standard_normal((B, n_in)).astype(np.float32)
+    dout = rng.standard_normal((B, C)).astype(np.float32)
+    previous = _core.get_num_threads()
+    try:
+        _core.set_num_threads(threads)
+        out = net.forward(X, training=True)
+        net.zero_grad()
+        dX = net.backward(dout)
+    finally:
+        _core.set_num_threads(previous)
+    mask = dropkit.functional.dropout_mask((B, H), 0.4, seed=int(net._core.seed), stream=8, step=0)
+    W0, b0, W1, b1 = (a.astype(np.float64) for a in (net.weights[0], net.biases[0], net.weights[1], net.biases[1]))
+    h = np.tanh(X @ W0 + b0)
+    np.testing.assert_allclose(out, (h * mask) @ W1 + b1, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dX, ((dout @ W1.T) * mask * (1 - h ** 2)) @ W0.T, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("hidden", ["relu", "tanh", ("maxout", 2)])
 @pytest.mark.parametrize("B, H", [(7, 75), (40, 7)])
 def test_hidden_dropout_matches_numpy_with_the_documented_masks(isa, hidden, B, H):
