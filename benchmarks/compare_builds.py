@@ -125,6 +125,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--regularizer", choices=sorted(REGULARIZERS), default="none")
     ap.add_argument("--hidden", type=int, default=None, help="large: the hidden layers' width (default 1024)")
+    ap.add_argument("--activation", default=None, help="the hidden layers' activation (default relu, or the regularizer's)")
     args = ap.parse_args()
     if args.workload == "gemm":
         with two_builds(args.build_a, args.build_b) as mods:
@@ -139,6 +140,7 @@ def main():
     with two_builds(args.build_a, args.build_b) as mods:
         nets = []
         act, dense_extra, net_extra = REGULARIZERS[args.regularizer]
+        act = args.activation or act
         for m in mods:
             m.set_num_threads(args.threads)
             layers = [m.Dense(u, act, dropout=p, **hidden_args(m, dense_extra)) for u, p in hidden]
@@ -154,7 +156,7 @@ def main():
     a, b = np.array(times[0]), np.array(times[1])
     ratio = b / a
     widths = "-".join(str(u) for u, _ in hidden)
-    print(f"{args.workload} {widths} ({args.regularizer}), batch {batch}, {args.threads} thr, {args.rounds} rounds: "
+    print(f"{args.workload} {widths} {act} ({args.regularizer}), batch {batch}, {args.threads} thr, {args.rounds} rounds: "
           f"A median {np.median(a) * 1e3:.2f} ms, B median {np.median(b) * 1e3:.2f} ms an epoch; "
           f"B/A median of rounds {np.median(ratio):.3f} (quartiles {np.quantile(ratio, 0.25):.3f}-"
           f"{np.quantile(ratio, 0.75):.3f})")

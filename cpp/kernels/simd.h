@@ -88,8 +88,12 @@ static inline vf vrecip(vf x) {
 }
 #endif
 
-static inline uint32_t f2u(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-static inline float u2f(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+// The scalar math below is always inlined: in a function as large as the
+// GEMM's driver the compiler called exp_approx out of line, which kept the
+// fused sigmoid, tanh and elu epilogues scalar, a call per element.
+#define DK_MATH static inline __attribute__((always_inline))
+DK_MATH uint32_t f2u(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+DK_MATH float u2f(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
 static inline float fmaxf_(float a, float b) { return a > b ? a : b; }
 static inline float fminf_(float a, float b) { return a < b ? a : b; }
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -100,7 +104,7 @@ static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 // clamped to [-87.3, 88.3], so the result is never subnormal or infinite.
 // The clamp is written so that a NaN passes through it (every comparison with
 // NaN is false) and comes out NaN, as from std::exp.
-static inline float exp_approx(float x) {
+DK_MATH float exp_approx(float x) {
   x = x < -87.3f ? -87.3f : x;
   x = x > 88.3f ? 88.3f : x;
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
@@ -119,13 +123,13 @@ static inline float exp_approx(float x) {
   return y * u2f((uint32_t)(ni + 127) << 23);
 }
 
-static inline float sigmoid_approx(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
+DK_MATH float sigmoid_approx(float z) { return 1.0f / (1.0f + exp_approx(-z)); }
 
 // log(x) for x >= FLT_MIN, +inf or NaN, the same way (Cephes logf: x = m 2^e
 // with m in [sqrt(1/2), sqrt(2)), a degree-9 polynomial in m - 1). Relative
 // error about 1e-7; +inf and NaN come out as they went in. Not for 0 or
 // subnormals, which dropkit's kernels see as 0 anyway (denormals-are-zero).
-static inline float log_approx(float x) {
+DK_MATH float log_approx(float x) {
   const uint32_t u = f2u(x);
   float e = (float)((int32_t)(u >> 23) - 127);
   float m = u2f((u & 0x007fffffu) | 0x3f800000u);  // in [1, 2)
@@ -150,7 +154,7 @@ static inline float log_approx(float x) {
 
 // log(1 + x) for x >= 0, accurate for small x as well: log(u) (x / (u - 1))
 // with u = 1 + x rounded, which cancels u's rounding error (Goldberg, 1991).
-static inline float log1p_approx(float x) {
+DK_MATH float log1p_approx(float x) {
   const float u = 1.0f + x;
   const float r = log_approx(u) * (x / (u - 1.0f));
   return u == 1.0f || !(x <= 3.40282347e38f) ? x : r;
