@@ -405,6 +405,26 @@ def test_prelu_dslope_accumulates_into_zeroed_buffer(isa):
         assert np.array_equal(dz, np.float32([[0.1, 1.0], [0.2, 0.1]]))
 
 
+def test_prelu_backward_same_bits_for_any_thread_count(isa):
+    # prelu's rows go to the threads by columns, each column's slope gradient
+    # summed over the rows in order: the split cannot change a bit
+    rng = np.random.default_rng(8)
+    z = logits(rng, (64, 2100))
+    da = rng.standard_normal(z.shape).astype(np.float32)
+    param, slopes = act_args("prelu", rng, z.shape[1])
+    a = _core.activation_forward(z, "prelu", param, slopes)
+    previous = _core.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            results.append(_core.activation_backward(da, z, a, "prelu", param, slopes))
+    finally:
+        _core.set_num_threads(previous)
+    for dz, dslope in results[1:]:
+        assert np.array_equal(dz, results[0][0]) and np.array_equal(dslope, results[0][1])
+
+
 def test_activation_unknown_name():
     with pytest.raises(ValueError, match="unknown name 'swish'"):
         _core.activation_forward(np.zeros((1, 1), np.float32), "swish")

@@ -96,7 +96,7 @@ static inline void act_backward_span(float* dz_b, float* __restrict dslope,
 struct ActBackwardJob {
   float *dz, *dslope;
   const float *da, *z, *a;
-  int64_t N;
+  int64_t B, N;
   ActParams p;
   const ActivityParams* activity;
   const float* kl_col_grad;  // (N): kl's gradient, the same in every row
@@ -114,40 +114,57 @@ static inline void relu_through_kept(float* __restrict dz_b, const float* __rest
   for (int64_t j = 0; j < n; j++) dz_b[j] = dropped_b[j] > 0.0f ? da_b[j] * scale : 0.0f;
 }
 
-static void act_backward_rows(void* ctx, int64_t b0, int64_t b1) {
-  const ActBackwardJob& J = *static_cast<const ActBackwardJob*>(ctx);
-  const int64_t N = J.N;
+// Rows [b0, b1) and columns [j0, j1) of the job.
+static void act_backward_block(const ActBackwardJob& J, int64_t b0, int64_t b1, int64_t j0, int64_t j1) {
+  const int64_t N = J.N, n = j1 - j0;
   bool penalised = J.activity && J.activity->kind != ActivityKind::none;
+  ActParams p = J.p;
+  if (p.slopes) p.slopes += j0;
+  float* dslope = J.dslope ? J.dslope + j0 : nullptr;
+  const float* kl_col_grad = J.kl_col_grad ? J.kl_col_grad + j0 : nullptr;
   // the activity penalty's gradient joins the incoming one a slice at a time, in L1
   constexpr int64_t kSlice = 512;
   alignas(64) float da_pen[kSlice];
   for (int64_t b = b0; b < b1; b++) {
-    float* dz_b = J.dz + b * N;
-    const float* da_b = J.da + b * N;
-    const float* a_b = J.a + b * N;
-    if (J.drop && J.dropped && !penalised && J.p.kind == Act::relu) {
-      relu_through_kept(dz_b, da_b, J.dropped + b * N, N, J.drop->scale);
+    const int64_t o = b * N + j0;
+    float* dz_b = J.dz + o;
+    const float* da_b = J.da + o;
+    const float* a_b = J.a + o;
+    if (J.drop && J.dropped && !penalised && p.kind == Act::relu) {
+      relu_through_kept(dz_b, da_b, J.dropped + o, n, J.drop->scale);
       continue;
     }
     if (J.drop) {  // the row through the mask first, into dz: one pass over da instead of two
-      dropout_span(J.dz, J.da, b * N, (b + 1) * N, *J.drop);
+      dropout_span(J.dz, J.da, o, o + n, *J.drop);
       da_b = dz_b;
     }
     if (!penalised) {
-      act_backward_span(dz_b, J.dslope, da_b, J.z + b * N, a_b, N, J.p);
+      act_backward_span(dz_b, dslope, da_b, J.z + o, a_b, n, p);
       continue;
     }
-    for (int64_t j0 = 0; j0 < N; j0 += kSlice) {
-      int64_t n = imin(kSlice, N - j0);
-      add_activity_grad(da_pen, da_b + j0, a_b + j0, n, *J.activity, J.kl_col_grad ? J.kl_col_grad + j0 : nullptr);
-      ActParams pj = J.p;
-      if (pj.slopes) pj.slopes += j0;
-      act_backward_span(dz_b + j0, J.dslope ? J.dslope + j0 : nullptr, da_pen, J.z + b * N + j0, a_b + j0, n, pj);
+    for (int64_t s0 = 0; s0 < n; s0 += kSlice) {
+      int64_t len = imin(kSlice, n - s0);
+      add_activity_grad(da_pen, da_b + s0, a_b + s0, len, *J.activity, kl_col_grad ? kl_col_grad + s0 : nullptr);
+      ActParams ps = p;
+      if (ps.slopes) ps.slopes += s0;
+      act_backward_span(dz_b + s0, dslope ? dslope + s0 : nullptr, da_pen, J.z + o + s0, a_b + s0, len, ps);
     }
   }
 }
 
-// Rows split over threads unless prelu sums its slope gradient over them.
+static void act_backward_rows(void* ctx, int64_t b0, int64_t b1) {
+  const ActBackwardJob& J = *static_cast<const ActBackwardJob*>(ctx);
+  act_backward_block(J, b0, b1, 0, J.N);
+}
+
+static void act_backward_cols(void* ctx, int64_t j0, int64_t j1) {
+  const ActBackwardJob& J = *static_cast<const ActBackwardJob*>(ctx);
+  act_backward_block(J, 0, J.B, j0, j1);
+}
+
+// Rows split over threads; prelu's columns, as it sums its slope gradient
+// over the rows (each column's sum in row order whatever the split: the
+// same bits at any thread count).
 static void act_backward(float* dz, float* dslope, const float* da, const float* z,
                          const float* a, int64_t B, int64_t N, ActParams p,
                          const ActivityParams* activity, const DropoutSpec* drop, const float* dropped) {
@@ -156,12 +173,13 @@ static void act_backward(float* dz, float* dslope, const float* da, const float*
     kl_col_grad.resize(N);
     for (int64_t j = 0; j < N; j++) kl_col_grad[j] = kl_grad(activity->col_mean[j], *activity);
   }
-  ActBackwardJob job{dz, dslope, da, z, a, N, p, activity, kl_col_grad.empty() ? nullptr : kl_col_grad.data(),
+  ActBackwardJob job{dz, dslope, da, z, a, B, N, p, activity, kl_col_grad.empty() ? nullptr : kl_col_grad.data(),
                      drop, dropped};
+  constexpr int64_t kMinElements = (int64_t)1 << 15;  // per thread: about a wake-up's worth
   if (dslope)
-    act_backward_rows(&job, 0, B);
+    parallel_for(N, imin(N, kMinElements / (B > 0 ? B : 1) + 1), act_backward_cols, &job);
   else
-    parallel_for(B, imin(B, ((int64_t)1 << 15) / (N > 0 ? N : 1) + 1), act_backward_rows, &job);
+    parallel_for(B, imin(B, kMinElements / (N > 0 ? N : 1) + 1), act_backward_rows, &job);
 }
 
 // z is (B, U*k): unit u owns columns u*k .. u*k+k-1; a and argmax are (B, U).
