@@ -125,7 +125,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--regularizer", choices=sorted(REGULARIZERS), default="none")
     ap.add_argument("--hidden", type=int, default=None, help="large: the hidden layers' width (default 1024)")
-    ap.add_argument("--activation", default=None, help="the hidden layers' activation (default relu, or the regularizer's)")
+    ap.add_argument("--activation", default=None, help="the hidden layers' activation, as tanh or maxout:2 (default relu, or the regularizer's)")
     args = ap.parse_args()
     if args.workload == "gemm":
         with two_builds(args.build_a, args.build_b) as mods:
@@ -140,7 +140,9 @@ def main():
     with two_builds(args.build_a, args.build_b) as mods:
         nets = []
         act, dense_extra, net_extra = REGULARIZERS[args.regularizer]
-        act = args.activation or act
+        if args.activation:  # "tanh", or with its parameter: "maxout:2", "elu:0.5"
+            name, _, param = args.activation.partition(":")
+            act = (name, int(param) if name == "maxout" else float(param)) if param else name
         for m in mods:
             m.set_num_threads(args.threads)
             layers = [m.Dense(u, act, dropout=p, **hidden_args(m, dense_extra)) for u, p in hidden]

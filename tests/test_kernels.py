@@ -435,7 +435,7 @@ def test_activation_unknown_name():
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
-@pytest.mark.parametrize("bu", [(1, 1), (7, 17), (33, 16), (2, 1023)])
+@pytest.mark.parametrize("bu", [(1, 1), (7, 17), (33, 16), (2, 1023), (300, 200)])
 def test_maxout(isa, bu, k):
     bsz, units = bu
     rng = np.random.default_rng(bsz * units + k)
@@ -452,6 +452,25 @@ def test_maxout(isa, bu, k):
     expected = np.zeros((bsz, units, k), np.float32)
     np.put_along_axis(expected, argmax[..., None].astype(np.int64), da[..., None], axis=2)
     assert np.array_equal(dz, expected.reshape(bsz, units * k))
+
+
+def test_maxout_same_bits_for_any_thread_count(isa):
+    rng = np.random.default_rng(9)
+    z = rng.integers(-3, 4, (300, 600)).astype(np.float32)
+    z[::7, ::5] = np.nan
+    da = rng.standard_normal((300, 200)).astype(np.float32)
+    previous = _core.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            a, argmax = _core.maxout_forward(z, 3)
+            results.append((a, argmax, _core.maxout_backward(da, argmax, 3)))
+    finally:
+        _core.set_num_threads(previous)
+    for got in results[1:]:
+        for x, y in zip(got, results[0]):
+            assert np.array_equal(x, y, equal_nan=True)
 
 
 def test_maxout_propagates_nan(isa):
