@@ -16,6 +16,7 @@
 #pragma once
 #include "kernels/cpu.h"
 #include "kernels/simd.h"
+#include "kernels/threads.h"
 
 namespace dropkit {
 namespace DK_ISA {
@@ -157,10 +158,26 @@ static void optimizer_step(float* w, const float* g, float* m, float* v, int64_t
   update_rows(w, g, m, v, rows, cols, cols, cols, step_consts(p));
 }
 
-// db (N) += column sums of dz (B, N)
-static void column_sums(float* __restrict db, const float* __restrict dz, int64_t B, int64_t N) {
-  for (int64_t b = 0; b < B; b++)
-    for (int64_t j = 0; j < N; j++) db[j] += dz[b * N + j];
+struct ColumnSumsJob {
+  float* db;
+  const float* dz;
+  int64_t B, N;
+};
+
+static void column_sums_span(void* ctx, int64_t j0, int64_t j1) {
+  const ColumnSumsJob& J = *static_cast<const ColumnSumsJob*>(ctx);
+  float* __restrict db = J.db;
+  const float* __restrict dz = J.dz;
+  for (int64_t b = 0; b < J.B; b++)
+    for (int64_t j = j0; j < j1; j++) db[j] += dz[b * J.N + j];
+}
+
+// db (N) += column sums of dz (B, N), split over threads by columns: each
+// column summed down the rows in order, whatever the split.
+static void column_sums(float* db, const float* dz, int64_t B, int64_t N) {
+  ColumnSumsJob job{db, dz, B, N};
+  const int64_t min_columns = ((int64_t)1 << 15) / (B > 0 ? B : 1) + 1;  // about a wake-up's worth each
+  parallel_for(N, min_columns < N ? min_columns : N, column_sums_span, &job);
 }
 
 }  // namespace DK_ISA

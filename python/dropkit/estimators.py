@@ -317,7 +317,7 @@ class _BaseMLP(BaseEstimator):
                     elapsed = time.perf_counter() - start
                     penalty = net.penalty_value()
                     loss = result["loss_sum"] / result["weight_sum"] + penalty
-                    if result["diverged"] or not abs(loss) <= FLOAT32_MAX or not np.isfinite(net.params).all():
+                    if result["diverged"] or not abs(loss) <= FLOAT32_MAX or not all_finite(net.params):
                         net.params[...] = snapshot
                         raise DivergenceError(
                             f"training diverged in epoch {self.n_iter_ + 1}: the loss is no longer finite in float32. "
