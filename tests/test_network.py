@@ -81,6 +81,29 @@ def test_gradients_with_dropout(isa, mode, hidden):
     check_gradients(net, X, targets("softmax_ce", rng, 8, 3), "softmax_ce", h=1e-4 if hidden[0] == "relu" else 1e-2)
 
 
+def test_gradients_same_bits_for_any_thread_count_at_a_wide_batch(isa):
+    """At a batch of 128 and 600 units the bias gradients (column sums),
+    the activation derivatives and the products all split over threads."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((128, 300)).astype(np.float32)
+    dout = rng.standard_normal((128, 4)).astype(np.float32)
+    previous = _core.get_num_threads()
+    grads = []
+    try:
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            net = Network(300, [Dense(600, ("prelu", 0.2), dropout=0.1), Dense(600, "tanh", dropout=0.3),
+                                Dense(4, "identity", dropout=0.2)], random_state=4)
+            net.forward(X, training=True)
+            net.zero_grad()
+            dX = net.backward(dout)
+            grads.append((net.grads.copy(), dX))
+    finally:
+        _core.set_num_threads(previous)
+    for g, dX in grads[1:]:
+        assert np.array_equal(g, grads[0][0]) and np.array_equal(dX, grads[0][1])
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_dropout_split_over_threads_keeps_the_documented_masks(isa, threads):
     """At several threads each takes a group of columns of the product, whose
