@@ -1,6 +1,7 @@
 """MLPClassifier and MLPRegressor as a user sees them."""
 import copy
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -267,6 +268,25 @@ def test_divergence_stops_with_an_error_and_keeps_finite_weights():
     assert reg.n_iter_ < 50
     assert all(np.isfinite(w).all() for w in reg.coefs_)
     assert np.isfinite(reg.predict(X)).all()
+
+
+def test_partial_fit_divergence_keeps_the_weights_from_before_the_call():
+    X, y = make_regression(n_samples=300, n_features=8, random_state=0)
+    reg = MLPRegressor((32,), solver="sgd", learning_rate_init=1e-3, random_state=0)
+    for _ in range(3):  # stable calls first: the kept copy of the weights is refreshed each call
+        reg.partial_fit(X, y)
+    reg.set_params(learning_rate_init=5.0)
+    diverged = False
+    for _ in range(50):
+        before = [w.copy() for w in reg.coefs_]
+        try:
+            reg.partial_fit(X, y * 1e3)
+        except DivergenceError:
+            diverged = True
+            break
+    assert diverged
+    assert all(np.array_equal(w, b) for w, b in zip(reg.coefs_, before))
+    assert "_snapshot" not in pickle.loads(pickle.dumps(reg)).__dict__  # scratch, not state
 
 
 def test_ctrl_c_leaves_a_usable_model():

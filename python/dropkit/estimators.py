@@ -15,6 +15,7 @@ that scikit-learn's ``alpha`` is divided by the batch size: alpha = l2 * batch_s
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import time
 import warnings
@@ -238,6 +239,19 @@ class _BaseMLP(BaseEstimator):
         """Train on (X, y) for up to max_iter epochs. Returns self."""
         return self._fit(X, y, sample_weight, incremental=False)
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_snapshot", None)  # scratch
+        return state
+
+    def _snapshot_buffer(self, params):
+        """A copy of params in a buffer this estimator keeps (not pickled)."""
+        buf = self.__dict__.get("_snapshot")
+        if buf is None or buf.shape != params.shape:
+            buf = self._snapshot = np.empty_like(params)
+        np.copyto(buf, params)
+        return buf
+
     def _fit(self, X, y, sample_weight, incremental, classes=None):
         self._validate_hyperparameters()
         if incremental and self.early_stopping:
@@ -310,14 +324,17 @@ class _BaseMLP(BaseEstimator):
                 for epoch in range(epochs):
                     lr = schedule.rate(epoch) if not incremental else self.learning_rate_init
                     net.learning_rate = lr
-                    snapshot = net.params.copy()
+                    # the weights before the epoch; for partial_fit in a buffer kept
+                    # across calls: a fresh copy faults its pages in anew each call
+                    snapshot = self._snapshot_buffer(net.params) if incremental else net.params.copy()
                     start = time.perf_counter()
                     result = net._core.train_epoch(X, Y, sw, self._loss, batch_size, bool(self.shuffle),
                                                    self._epochs_done)
                     elapsed = time.perf_counter() - start
                     penalty = net.penalty_value()
-                    loss = result["loss_sum"] / result["weight_sum"] + penalty
-                    if result["diverged"] or not abs(loss) <= FLOAT32_MAX or not all_finite(net.params):
+                    # an epoch that diverged in its first minibatch has summed no weight
+                    loss = math.inf if result["diverged"] else result["loss_sum"] / result["weight_sum"] + penalty
+                    if not abs(loss) <= FLOAT32_MAX or not all_finite(net.params):
                         net.params[...] = snapshot
                         raise DivergenceError(
                             f"training diverged in epoch {self.n_iter_ + 1}: the loss is no longer finite in float32. "
