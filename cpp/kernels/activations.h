@@ -175,11 +175,10 @@ static void act_backward(float* dz, float* dslope, const float* da, const float*
   }
   ActBackwardJob job{dz, dslope, da, z, a, B, N, p, activity, kl_col_grad.empty() ? nullptr : kl_col_grad.data(),
                      drop, dropped};
-  constexpr int64_t kMinElements = (int64_t)1 << 15;  // per thread: about a wake-up's worth
   if (dslope)
-    parallel_for(N, imin(N, kMinElements / (B > 0 ? B : 1) + 1), act_backward_cols, &job);
+    parallel_for(N, slices_per_chunk(B), act_backward_cols, &job);
   else
-    parallel_for(B, imin(B, kMinElements / (N > 0 ? N : 1) + 1), act_backward_rows, &job);
+    parallel_for(B, slices_per_chunk(N), act_backward_rows, &job);
 }
 
 // z is (B, U*k): unit u owns columns u*k .. u*k+k-1; a and argmax are (B, U).
@@ -232,17 +231,14 @@ static void maxout_backward_rows(void* ctx, int64_t b0, int64_t b1) {
   for (int64_t i = i0; i < i1; i++) J.dz[i * k + J.argmax[i]] = J.da[i];
 }
 
-// rows per thread at least: about a wake-up's worth of elements
-static int64_t maxout_grain(int64_t U, int k) { return ((int64_t)1 << 15) / (U * k > 0 ? U * k : 1) + 1; }
-
 static void maxout_forward(float* a, int32_t* argmax, const float* z, int64_t B, int64_t U, int k) {
   MaxoutJob job{a, argmax, z, U, k};
-  parallel_for(B, maxout_grain(U, k), maxout_forward_rows, &job);
+  parallel_for(B, slices_per_chunk(U * k), maxout_forward_rows, &job);
 }
 
 static void maxout_backward(float* dz, const float* da, const int32_t* argmax, int64_t B, int64_t U, int k) {
   MaxoutGradJob job{dz, da, argmax, U, k};
-  parallel_for(B, maxout_grain(U, k), maxout_backward_rows, &job);
+  parallel_for(B, slices_per_chunk(U * k), maxout_backward_rows, &job);
 }
 
 }  // namespace DK_ISA

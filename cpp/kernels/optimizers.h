@@ -176,8 +176,7 @@ static void column_sums_span(void* ctx, int64_t j0, int64_t j1) {
 // column summed down the rows in order, whatever the split.
 static void column_sums(float* db, const float* dz, int64_t B, int64_t N) {
   ColumnSumsJob job{db, dz, B, N};
-  const int64_t min_columns = ((int64_t)1 << 15) / (B > 0 ? B : 1) + 1;  // about a wake-up's worth each
-  parallel_for(N, min_columns < N ? min_columns : N, column_sums_span, &job);
+  parallel_for(N, slices_per_chunk(B), column_sums_span, &job);
 }
 
 }  // namespace DK_ISA

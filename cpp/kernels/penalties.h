@@ -182,7 +182,7 @@ static double activity_value(const float* h, int64_t B, int64_t N, ActivityParam
   if (by_column)
     parallel_for(N, imin(N, ((int64_t)1 << 15) / (B > 0 ? B : 1) + 16), activity_value_columns, &job);
   else
-    parallel_for(B, imin(B, ((int64_t)1 << 15) / (N > 0 ? N : 1) + 1), activity_value_rows, &job);
+    parallel_for(B, slices_per_chunk(N), activity_value_rows, &job);
   double total = 0.0;
   for (double v : part) total += v;
   return by_column ? p.alpha * total : p.alpha * total / B;
