@@ -200,10 +200,12 @@ def test_dense_one_row_same_bits_as_in_a_batch(isa, n, k):
 # Large enough that the product is split over threads, with edges in every
 # direction: rows, columns, or both split, and single rows reading B in place;
 # and shared tasks, claimed by the threads: groups of columns (a batch of
-# rows) and groups of rows (a single panel of B).
+# rows) and groups of rows (a single panel of B); and a small net's products
+# at a batch of 32, just above the size that splits.
 THREAD_SIZES = [(300, 530, 300), (7, 1100, 1023), (1023, 17, 300), (145, 530, 257), (1, 2100, 1500),
                 (289, 530, 257), (2000, 10, 300), (700, 530, 100), (300, 1024, 256), (40, 2000, 300),
-                (700, 13, 1000), (45, 700, 300), (289, 530, 265)]
+                (700, 13, 1000), (45, 700, 300), (289, 530, 265), (32, 256, 256), (256, 256, 32),
+                (32, 256, 64), (33, 100, 70)]
 
 
 @pytest.mark.parametrize("trans_a", [False, True])

@@ -348,9 +348,13 @@ static void whole_epilogue(const Epilogue* ep, int64_t M, int64_t N, float* C, i
   if (ep && ep->step) block_step(*ep->step, step_consts(ep->step->p), ldc, C, ldc, 0, 0, M, N);
 }
 
-// A thread wake-up costs about as much as this many multiply-adds; smaller
-// products run on the calling thread alone.
-constexpr double kMinFmaPerThread = 1.5e5 * W;
+// Below this many multiply-adds per thread a product runs on the calling
+// thread alone. Between the calls of a training step the workers spin, and
+// one takes a job in about 0.4 us, a few times less than this much
+// arithmetic (a small net's products, 32 x 256 x 256 at a batch of 32, then
+// split: 0.84 of the epoch at 2 threads). A sleeping worker is never waited
+// for: the caller claims every chunk no one else has.
+constexpr double kMinFmaPerThread = 5e3 * W;
 
 // ----------------------------------------------------------------------------
 // the blocked driver
