@@ -344,18 +344,18 @@ def bench_large(quick, peak):
     return results
 
 
-def digits_models(max_iter):
-    """The digits net, 64-256-256-10, Adam with L2 1e-4, batch 32, one thread,
-    in dropkit and scikit-learn (max_iter epochs per fit) and PyTorch."""
+def digits_models(max_iter, threads=1):
+    """The digits net, 64-256-256-10, Adam with L2 1e-4, batch 32, on `threads`
+    threads, in dropkit and scikit-learn (max_iter epochs per fit) and PyTorch."""
     dk = dropkit.MLPClassifier(hidden_layer_sizes=(256, 256), batch_size=32, max_iter=max_iter, l2=1e-4,
-                               random_state=0, tol=0.0, n_iter_no_change=10**6, n_threads=1)
+                               random_state=0, tol=0.0, n_iter_no_change=10**6, n_threads=threads)
     sk = SkMLP(hidden_layer_sizes=(256, 256), batch_size=32, max_iter=max_iter, alpha=1e-4, random_state=0,
                tol=0.0, n_iter_no_change=10**6)
     th = TorchTrainer([64, 256, 256, 10], 0.0, 0.0, 0.0, 1e-4) if torch is not None else None
     return dk, sk, th
 
 
-def bench_small(quick):
+def bench_small(quick, threads=1):
     from sklearn.datasets import load_digits
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).astype(np.float32)
@@ -363,34 +363,39 @@ def bench_small(quick):
     # over seconds, and a median over many rounds sees all three alike
     epochs = 3 if quick else 5
     reps = 5 if quick else 15
-    set_threads(1)
+    set_threads(threads)
     dk_t, sk_t, th_t = [], [], []
     trainer = None
     Xt = torch.from_numpy(X) if torch is not None else None
     yt = torch.from_numpy(y) if torch is not None else None
-    # scikit-learn's MLP runs on numpy's BLAS: held to one thread like the others
-    with (threadpool_limits(limits=1) if threadpool_limits else contextlib.nullcontext()):
+    # scikit-learn's MLP runs on numpy's BLAS: held to the same thread count
+    with (threadpool_limits(limits=threads) if threadpool_limits else contextlib.nullcontext()):
         for _ in range(reps):
             # a fresh model of each library each round (for PyTorch too: a model
             # trained on for many rounds drifts into subnormal floats, which
             # PyTorch, without flush-to-zero, computes several times slower)
-            clf, sk, trainer = digits_models(epochs)
+            clf, sk, trainer = digits_models(epochs, threads)
+            time.sleep(SETTLE_S)
             t = time.perf_counter()
             clf.fit(X, y)
             dk_t.append((time.perf_counter() - t) / epochs)
+            time.sleep(SETTLE_S)
             t = time.perf_counter()
             sk.fit(X, y)
             sk_t.append((time.perf_counter() - t) / epochs)
             if trainer is not None:
+                time.sleep(SETTLE_S)
                 t = time.perf_counter()
                 for _ in range(epochs):
                     trainer.epoch(Xt, yt, 32)
                 th_t.append((time.perf_counter() - t) / epochs)
     med = lambda v: float(np.median(v)) * 1e3 if v else None  # noqa: E731
-    row("Train digits 64-256-256-10", f"epoch (1797 samples), batch 32, 1 thr, fresh fits of {epochs} epochs",
+    row("Train digits 64-256-256-10",
+        f"epoch (1797 samples), batch 32, {threads} thr, fresh fits of {epochs} epochs",
         med(dk_t), med(th_t), None, med(sk_t), unit="ms", note="Adam, L2 1e-4, no dropout")
-    if not quick:
+    if not quick and threads == 1:
         bench_small_trained(X, y, Xt, yt)
+    set_threads(1)
     return clf, sk, trainer, X
 
 
@@ -671,6 +676,7 @@ def main():
     ]
     bench_masks(args.quick, threads_list)
     clf, sk, trainer, X = bench_small(args.quick)
+    bench_small(args.quick, threads=2)
     bench_predict(args.quick, clf, sk, trainer, X)
     bench_large(args.quick, peak)
     bench_toolbox(args.quick)
