@@ -66,6 +66,11 @@ def set_threads(n):
 # timing therefore starts after a pause, on a machine as idle as when that
 # library runs alone.
 SETTLE_S = 0.03
+# numpy's OpenBLAS workers spin for about 0.1 s after each call (seen here:
+# a core's worth of CPU for 0.08 s, 30 ms after a product); scikit-learn's
+# fits at 2 threads are therefore timed last in their round, and followed by
+# this longer pause.
+BLAS_SETTLE_S = 0.2
 
 
 def settle():
@@ -379,16 +384,17 @@ def bench_small(quick, threads=1):
             t = time.perf_counter()
             clf.fit(X, y)
             dk_t.append((time.perf_counter() - t) / epochs)
-            time.sleep(SETTLE_S)
-            t = time.perf_counter()
-            sk.fit(X, y)
-            sk_t.append((time.perf_counter() - t) / epochs)
             if trainer is not None:
                 time.sleep(SETTLE_S)
                 t = time.perf_counter()
                 for _ in range(epochs):
                     trainer.epoch(Xt, yt, 32)
                 th_t.append((time.perf_counter() - t) / epochs)
+            time.sleep(SETTLE_S)
+            t = time.perf_counter()
+            sk.fit(X, y)
+            sk_t.append((time.perf_counter() - t) / epochs)
+            time.sleep(BLAS_SETTLE_S if threads > 1 else 0.0)
     med = lambda v: float(np.median(v)) * 1e3 if v else None  # noqa: E731
     row("Train digits 64-256-256-10",
         f"epoch (1797 samples), batch 32, {threads} thr, fresh fits of {epochs} epochs",
