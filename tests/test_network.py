@@ -264,6 +264,31 @@ def test_same_seed_same_model_across_runs_and_thread_counts(isa):
     assert not np.array_equal(a, train(1, seed=1))
 
 
+def test_small_net_trains_to_the_same_bits_at_any_thread_count(isa):
+    """A small net's products at a batch of 32 split over threads, with each
+    thread keeping the same rows of the weights and Adam's state from step to
+    step; the model must not depend on the split."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((200, 64)).astype(np.float32)
+    Y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 200)]
+    previous = _core.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            net = Network(64, [Dense(256, "relu", dropout=0.2), Dense(256, "relu", dropout=0.2),
+                               Dense(10, "identity")], random_state=3)
+            net.set_optimizer("adam", learning_rate=1e-3)
+            net.set_penalties(l2=1e-4)
+            for epoch in range(2):
+                net.train_epoch(X, Y, loss="softmax_ce", batch_size=32, epoch=epoch)
+            runs.append(net.params.copy())
+    finally:
+        _core.set_num_threads(previous)
+    for other in runs[1:]:
+        assert np.array_equal(runs[0].view(np.uint32), other.view(np.uint32))
+
+
 def test_results_agree_across_isas():
     previous = _core.simd_backend()
     results = {}

@@ -371,6 +371,9 @@ static void whole_epilogue(const Epilogue* ep, int64_t M, int64_t N, float* C, i
 // for: the caller claims every chunk no one else has.
 constexpr double kMinFmaPerThread = 5e3 * W;
 
+// The private cache of a core (L2) on the machines measured: 1 MB.
+constexpr int64_t kCoreCacheBytes = (int64_t)1 << 20;
+
 // ----------------------------------------------------------------------------
 // the blocked driver
 
@@ -390,6 +393,9 @@ struct GemmJob {
   uint64_t id = 0;
   int64_t tasks = 0;
   std::atomic<int64_t>* next_task = nullptr;
+  // stable: thread chunk c of `threads` takes a fixed range of the tasks
+  bool stable = false;
+  int threads = 1;
 };
 
 // A thread's scratch of floats, 64-byte aligned, grown when asked for more;
@@ -615,10 +621,17 @@ static void gemm_tasks(void* ctx, int64_t begin, int64_t end) {
 
 // Shared tasks: each thread claims the next task until none is left. A
 // thread without its buffers claims none and leaves the tasks to the others.
-static void gemm_claim(void* ctx, int64_t, int64_t) {
+static void gemm_claim(void* ctx, int64_t first_chunk, int64_t end_chunk) {
   const GemmJob& g = *static_cast<const GemmJob*>(ctx);
   PackBuffers& buf = pack_buffers();
   if (!buf.a || !buf.b || !buf.step_sums || (g.share == GemmJob::Share::a && !reserve_shared_a(g, buf))) return;
+  if (g.stable) {  // chunk c of the threads' T: the same tasks every time (all of them, run inline)
+    for (int64_t t = g.tasks * first_chunk / g.threads; t < g.tasks * end_chunk / g.threads; t++) {
+      if (!gemm_task(g, t)) g.out_of_memory->store(true);
+      g.next_task->fetch_add(1);  // counts the tasks done
+    }
+    return;
+  }
   for (int64_t t; (t = g.next_task->fetch_add(1)) < g.tasks;)
     if (!gemm_task(g, t)) g.out_of_memory->store(true);
 }
@@ -661,12 +674,29 @@ static int plan_grid(GemmJob& g, int T) {
 // Each thread packs the operand all groups read once (op(A) or the panel of
 // B), as it would for an even split. False when the product keeps the even
 // grid of plan_grid.
+static int64_t operand_bytes(const GemmJob& g) { return (int64_t)sizeof(float) * (g.M * g.K + g.K * g.N + g.M * g.N); }
+
 static bool plan_shared_tasks(GemmJob& g, int T) {
   const int64_t row_strips = (g.M + MR - 1) / MR, col_strips = (g.N + NR - 1) / NR;
   const int64_t per_thread = 8;  // groups per thread: balance against per-group work
   const int64_t max_shared_a = (int64_t)1 << 20;  // floats of packed op(A) a thread may keep
   if (T < 2) return false;
-  if (g.M > MC && g.K <= KC && g.N <= NC) {
+  const int64_t state_bytes = 3 * (int64_t)sizeof(float) * g.M * g.N;  // weights, m and v
+  if (g.ep && g.ep->step && state_bytes <= T * kCoreCacheBytes / 2 && g.K <= KC && g.N <= NC &&
+      row_strips >= 2 * T) {
+    // A weight gradient with the optimizer's step fused whose weights and
+    // state fit in the cores' caches: each thread the same contiguous rows
+    // every step, so that its part stays in its core's cache. Split by
+    // columns or claimed anew each step, the parts moved between the cores
+    // (in 128-byte pieces of every row, which the prefetchers of both cores
+    // fetch past), and the step cost several times its time on one thread.
+    g.share = GemmJob::Share::b;
+    g.row_chunk = (row_strips + T - 1) / T * MR;
+    g.col_chunk = col_strips * NR;
+    g.col_tasks = 1;
+    g.tasks = (g.M + g.row_chunk - 1) / g.row_chunk;
+    g.stable = true;
+  } else if (g.M > MC && g.K <= KC && g.N <= NC) {
     g.share = GemmJob::Share::b;
     g.row_chunk = std::max<int64_t>(2, row_strips / (per_thread * T)) * MR;  // 2: not one strip, which reads B in place
     g.col_chunk = col_strips * NR;
@@ -676,6 +706,11 @@ static bool plan_shared_tasks(GemmJob& g, int T) {
     g.share = GemmJob::Share::a;
     g.row_chunk = row_strips * MR;
     g.col_chunk = std::max<int64_t>(1, col_strips / (per_thread * T)) * NR;
+    if (operand_bytes(g) <= T * kCoreCacheBytes / 2) {
+      // small: each thread the same contiguous columns every time, as above
+      g.col_chunk = (col_strips + T - 1) / T * NR;
+      g.stable = true;
+    }
     g.col_tasks = (g.N + g.col_chunk - 1) / g.col_chunk;
     g.tasks = g.col_tasks;
   } else {
@@ -683,6 +718,7 @@ static bool plan_shared_tasks(GemmJob& g, int T) {
   }
   static std::atomic<uint64_t> products{0};
   g.id = ++products;
+  g.threads = T;
   return true;
 }
 
