@@ -416,3 +416,49 @@ def test_bad_regularization_values_name_the_argument(params, name):
         MLPClassifier((4,), max_iter=2, **params).fit(X, y)
     with pytest.raises(ValueError, match="mc_samples"):
         MLPClassifier((4,), max_iter=1).fit(X, y).predict_proba(X, mc_samples=0)
+
+
+def test_param_stats_match_numpy_and_catch_any_nonfinite_parameter(isa):
+    """The figures recorded after each epoch (penalty, zero fraction and
+    gradient norm per layer, and whether every parameter is finite) come from
+    one pass over blocks of the parameters; a layer of 90,000 weights spans
+    two blocks, and the figures must not depend on the thread count."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((40, 300)).astype(np.float32)
+    dout = rng.standard_normal((40, 3)).astype(np.float32)
+    previous = _core.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 3):
+            _core.set_num_threads(threads)
+            net = Network(300, [Dense(300, ("prelu", 0.1)), Dense(3, "identity")], l1=[1e-3, 0.0],
+                          l2=[0.5, 0.25], penalize_bias=True, random_state=0)
+            net.weights[0][:7] = 0.0
+            net.forward(X, training=True)
+            net.zero_grad()
+            net.backward(dout)
+            runs.append(net._core.param_stats())
+        assert all(r == runs[0] for r in runs[1:])
+        stats = runs[0]
+        W = [w.astype(np.float64) for w in net.weights]
+        b = [v.astype(np.float64) for v in net.biases]
+        l1 = float(np.float32(1e-3))  # the strengths are float32
+        expected = (l1 * np.abs(W[0]).sum() + 0.25 * (W[0] ** 2).sum() + l1 * np.abs(b[0]).sum()
+                    + 0.25 * (b[0] ** 2).sum() + 0.125 * (W[1] ** 2).sum() + 0.125 * (b[1] ** 2).sum())
+        assert stats["penalty"] == pytest.approx(expected, rel=1e-9)
+        assert stats["penalty"] == net.penalty_value()
+        assert stats["zero_fraction"] == [7 * 300 / W[0].size, 0.0]
+        grads = net.grads
+        norms = [np.linalg.norm(grads[o:o + n].astype(np.float64)) for o, n, _, _ in
+                 (net._core.segment(i) for i in range(2))]
+        np.testing.assert_allclose(stats["grad_norm"], norms, rtol=1e-9)
+        assert stats["finite"]
+        for part, index in ((net.weights[0], (299, 299)), (net.biases[1], 2), (net.slopes[0], 5)):
+            for bad in (np.inf, -np.inf, np.nan):
+                keep = part[index]
+                part[index] = bad
+                assert not net._core.param_stats()["finite"], (part.shape, bad)
+                part[index] = keep
+        assert net._core.param_stats()["finite"]
+    finally:
+        _core.set_num_threads(previous)

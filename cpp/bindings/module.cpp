@@ -723,6 +723,19 @@ PYBIND11_MODULE(_core, m) {
       }, py::arg("l1"), py::arg("l2"), py::arg("weight_decay"), py::arg("max_norm"),
          py::arg("l1_proximal") = true, py::arg("penalize_bias") = false)
       .def("penalty_value", &Network::penalty_value)
+      .def("param_stats", [](const Network& n) {
+        Network::ParamStats s;
+        {
+          py::gil_scoped_release nogil;
+          s = n.param_stats();
+        }
+        py::dict d;
+        d["penalty"] = s.penalty;
+        d["finite"] = s.finite;
+        d["zero_fraction"] = s.zero_fraction;
+        d["grad_norm"] = s.grad_norm;
+        return d;
+      })
       .def("forward", [](Network& n, FloatIn X, bool training) {
         check_batch(X, n, "X");
         int64_t B = X.shape(0);

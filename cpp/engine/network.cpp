@@ -329,20 +329,49 @@ void Network::optimizer_step_impl(bool weights_stepped) {
   step++;
 }
 
-double Network::penalty_value() const {
-  const KernelTable& K = kernels();
-  double total = 0.0;
-  for (size_t l = 0; l < layers_.size(); l++) {
-    const LayerSpec& S = layers_[l];
-    for (int part = 0; part < (penalize_bias ? 2 : 1); part++) {
-      const float* x = params_.data() + (part == 0 ? w_off_[l] : b_off_[l]);
-      int64_t n = part == 0 ? S.n_in * S.width() : S.width();
-      if (l2[l] != 0.0f) total += 0.5 * l2[l] * K.sum_squares(x, n);
-      if (l1[l] != 0.0f) total += l1[l] * K.sum_abs(x, n);
-    }
+namespace {
+
+// The figures of x (n): blocks of a fixed length, added in order, so that
+// they do not depend on the thread count.
+BlockStats stats_of(const float* x, int64_t n, std::vector<BlockStats>& blocks, bool squares_only = false) {
+  constexpr int64_t kBlock = (int64_t)1 << 16;
+  BlockStats total;
+  if (n <= 0) return total;
+  blocks.resize((n + kBlock - 1) / kBlock);
+  kernels().block_stats(x, n, kBlock, squares_only, blocks.data());
+  for (const BlockStats& b : blocks) {
+    total.sum_squares += b.sum_squares;
+    total.sum_abs += b.sum_abs;
+    total.zeros += b.zeros;
   }
   return total;
 }
+
+}  // namespace
+
+Network::ParamStats Network::param_stats() const {
+  ParamStats s;
+  std::vector<BlockStats> blocks;
+  // a term only where its strength is not 0: an infinite sum times 0 would be NaN
+  auto penalty = [&](size_t l, const BlockStats& x) {
+    return (l2[l] != 0.0f ? 0.5 * l2[l] * x.sum_squares : 0.0) + (l1[l] != 0.0f ? l1[l] * x.sum_abs : 0.0);
+  };
+  for (size_t l = 0; l < layers_.size(); l++) {
+    const LayerSpec& S = layers_[l];
+    const int64_t n_w = S.n_in * S.width();
+    const BlockStats w = stats_of(params_.data() + w_off_[l], n_w, blocks);
+    const BlockStats b = stats_of(params_.data() + b_off_[l], S.width(), blocks);
+    s.penalty += penalty(l, w) + (penalize_bias ? penalty(l, b) : 0.0);
+    s.finite = s.finite && std::isfinite(w.sum_squares) && std::isfinite(b.sum_squares);
+    if (s_off_[l] >= 0)
+      s.finite = s.finite && std::isfinite(stats_of(params_.data() + s_off_[l], S.units, blocks, true).sum_squares);
+    s.zero_fraction.push_back(n_w > 0 ? (double)w.zeros / (double)n_w : 0.0);
+    s.grad_norm.push_back(std::sqrt(stats_of(grads_.data() + w_off_[l], n_w, blocks, true).sum_squares));
+  }
+  return s;
+}
+
+double Network::penalty_value() const { return param_stats().penalty; }
 
 // ----------------------------------------------------------------------------
 // the epoch loop

@@ -133,6 +133,14 @@ class Network {
   }
   // sum over layers of l1 |W|_1 + (l2/2) |W|^2 (biases too with penalize_bias)
   double penalty_value() const;
+  // What the estimators record after each epoch, in one pass over the
+  // parameters and one over the weight gradients, split over threads.
+  struct ParamStats {
+    double penalty = 0.0;                          // penalty_value()
+    bool finite = true;                            // no parameter is an infinity or a NaN
+    std::vector<double> zero_fraction, grad_norm;  // per layer, of the weights and of their gradients
+  };
+  ParamStats param_stats() const;
 
   // One epoch of minibatch training on (X, Y, sample_weight). keep_going() is
   // asked between batches; returning false ends the epoch early (Ctrl-C).

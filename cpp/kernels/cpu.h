@@ -104,6 +104,14 @@ struct ActivityParams {
   const float* col_mean = nullptr;  // kl: mean of each unit over the batch
 };
 
+// Sums over a block of a float array in float64, with its zeros counted:
+// the penalty's sums, the weights' zero fraction and, as an infinity or a
+// NaN in x makes sum_squares one too, whether x is finite.
+struct BlockStats {
+  double sum_squares = 0.0, sum_abs = 0.0;
+  int64_t zeros = 0;
+};
+
 struct KernelTable {
   const char* name;
 
@@ -156,6 +164,10 @@ struct KernelTable {
   double (*sum_abs)(const float* x, int64_t n);
   // whether no element of x (n) is an infinity or a NaN
   bool (*all_finite)(const float* x, int64_t n);
+  // out[b] = the figures of block b of x (n), blocks `block` long (the last
+  // may be shorter; at most 2^24 elements), split over threads, each summed
+  // in a fixed order; sum_squares alone with squares_only
+  void (*block_stats)(const float* x, int64_t n, int64_t block, bool squares_only, BlockStats* out);
   // W (rows, cols): columns with norm above c are rescaled to norm c.
   void (*max_norm_columns)(float* W, int64_t rows, int64_t cols, float c);
   double (*activity_value)(const float* h, int64_t B, int64_t N, ActivityParams p, float* col_mean);

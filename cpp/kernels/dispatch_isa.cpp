@@ -38,6 +38,7 @@ const KernelTable DK_CAT(kernel_table_, DK_ISA) = {
     DK_ISA::sum_squares,
     DK_ISA::sum_abs,
     DK_ISA::all_finite,
+    DK_ISA::block_stats,
     DK_ISA::max_norm_columns,
     DK_ISA::activity_value,
     DK_ISA::dropout_apply_recording,

@@ -84,6 +84,46 @@ static double sum_squares(const float* x, int64_t n) {
   return sum_in_double(x, n, [](float v) { return (double)v * v; });
 }
 
+// The zeros of x, counted in float lanes: exact below 2^24 per lane, far
+// more than a block of block_stats holds.
+static int64_t count_zeros(const float* x, int64_t n) {
+  int64_t i = 0, count = 0;
+#if DK_VEC_WIDTH > 1
+  const vf zero = vbroadcast(0.0f), one = vbroadcast(1.0f);
+  vf acc = zero;
+  for (; i + W <= n; i += W) acc += vload(x + i) == zero ? one : zero;
+  for (int k = 0; k < W; k++) count += (int64_t)acc[k];
+#endif
+  for (; i < n; i++) count += x[i] == 0.0f;
+  return count;
+}
+
+// Three passes over a block that stays in L1 or L2 rather than one: each
+// of these loops vectorises, and a loop doing the three at once did not
+// (0.6 ns an element against under 0.1 for the three).
+static BlockStats span_stats(const float* x, int64_t n, bool squares_only) {
+  if (squares_only) return BlockStats{sum_squares(x, n), 0.0, 0};
+  return BlockStats{sum_squares(x, n), sum_abs(x, n), count_zeros(x, n)};
+}
+
+struct StatsJob {
+  const float* x;
+  int64_t n, block;
+  bool squares_only;
+  BlockStats* out;
+};
+
+static void block_stats_range(void* ctx, int64_t b0, int64_t b1) {
+  const StatsJob& j = *static_cast<const StatsJob*>(ctx);
+  for (int64_t b = b0; b < b1; b++)
+    j.out[b] = span_stats(j.x + b * j.block, imin(j.block, j.n - b * j.block), j.squares_only);
+}
+
+static void block_stats(const float* x, int64_t n, int64_t block, bool squares_only, BlockStats* out) {
+  StatsJob job{x, n, block, squares_only, out};
+  parallel_for((n + block - 1) / block, 1, block_stats_range, &job);
+}
+
 // Whether every element of x is finite: x * 0 is 0 for a finite x and NaN
 // for an infinity or a NaN, and a NaN stays in any sum it joins. One
 // multiply-add per element, without branches or float64 (numpy's float64

@@ -331,10 +331,12 @@ class _BaseMLP(BaseEstimator):
                     result = net._core.train_epoch(X, Y, sw, self._loss, batch_size, bool(self.shuffle),
                                                    self._epochs_done)
                     elapsed = time.perf_counter() - start
-                    penalty = net.penalty_value()
+                    # the penalty, finiteness and diagnostics in one pass over the parameters
+                    stats = net._core.param_stats()
+                    penalty = stats["penalty"]
                     # an epoch that diverged in its first minibatch has summed no weight
                     loss = math.inf if result["diverged"] else result["loss_sum"] / result["weight_sum"] + penalty
-                    if not abs(loss) <= FLOAT32_MAX or not all_finite(net.params):
+                    if not abs(loss) <= FLOAT32_MAX or not stats["finite"]:
                         net.params[...] = snapshot
                         raise DivergenceError(
                             f"training diverged in epoch {self.n_iter_ + 1}: the loss is no longer finite in float32. "
@@ -345,7 +347,7 @@ class _BaseMLP(BaseEstimator):
                     self.t_ += X.shape[0]
                     self.loss_ = loss
                     self.loss_curve_.append(loss)
-                    self._record(loss, penalty, lr, elapsed, result, X_val, Y_val, sw_val)
+                    self._record(loss, penalty, lr, elapsed, result, stats, X_val, Y_val, sw_val)
                     schedule.observe(self.history_["val_loss"][-1] if self.early_stopping else loss)
                     if self.verbose:
                         self._report()
@@ -365,7 +367,7 @@ class _BaseMLP(BaseEstimator):
         self._finish(early_stop=self.early_stopping and not incremental)
         return self
 
-    def _record(self, loss, penalty, lr, elapsed, result, X_val, Y_val, sw_val):
+    def _record(self, loss, penalty, lr, elapsed, result, stats, X_val, Y_val, sw_val):
         h = self.history_
         net = self._network
         h["loss"].append(loss)
@@ -375,16 +377,11 @@ class _BaseMLP(BaseEstimator):
         # diagnostics; the activations and gradients are those of the epoch's last minibatch
         n_hidden = len(net.layers) - 1
         h["activity_penalty"].append([s / max(result["batches"], 1) for s in result["activity_sum"][:n_hidden]])
-        h["zero_fraction"].append([float(np.count_nonzero(w == 0)) / w.size for w in net.weights])
+        h["zero_fraction"].append(stats["zero_fraction"])
         mean_abs, active = net._core.last_batch_stats(ACTIVE_THRESHOLD)
         h["mean_activation"].append(list(mean_abs))
         h["active_fraction"].append(list(active))
-        grads = net.grads
-        norms = []
-        for i in range(len(net.layers)):
-            offset, size, _, _ = net._core.segment(i)
-            norms.append(float(np.sqrt(_core.sum_squares(grads[offset:offset + size]))))
-        h["grad_norm"].append(norms)
+        h["grad_norm"].append(stats["grad_norm"])
         if X_val is None:
             h["val_loss"].append(None)
             h["val_score"].append(None)
