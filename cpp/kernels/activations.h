@@ -177,6 +177,11 @@ static void act_backward(float* dz, float* dslope, const float* da, const float*
                      drop, dropped};
   if (dslope)
     parallel_for(N, slices_per_chunk(B), act_backward_cols, &job);
+  else if (B * N < ((int64_t)1 << 15) && N >= 64)
+    // a small batch, too few rows to split: a part of the columns for each
+    // thread, as the small products that made da and z split them (gemm.h),
+    // so that each thread reads what it wrote (digits 64-256-256-10 at 2 threads)
+    parallel_for(N, (N + num_threads() - 1) / num_threads(), act_backward_cols, &job);
   else
     parallel_for(B, slices_per_chunk(N), act_backward_rows, &job);
 }
