@@ -367,7 +367,7 @@ static void whole_epilogue(const Epilogue* ep, int64_t M, int64_t N, float* C, i
 // thread alone. Between the calls of a training step the workers spin, and
 // one takes a job in about 0.4 us, a few times less than this much
 // arithmetic (a small net's products, 32 x 256 x 256 at a batch of 32, then
-// split: 0.84 of the epoch at 2 threads). A sleeping worker is never waited
+// split: about 0.85 of the epoch at 2 threads). A sleeping worker is never waited
 // for: the caller claims every chunk no one else has.
 constexpr double kMinFmaPerThread = 5e3 * W;
 
@@ -621,6 +621,9 @@ static void gemm_tasks(void* ctx, int64_t begin, int64_t end) {
 
 // Shared tasks: each thread claims the next task until none is left. A
 // thread without its buffers claims none and leaves the tasks to the others.
+// A stable split (small products, plan_shared_tasks) gives chunk c of the T
+// its own range instead; a thread without buffers then leaves its range
+// undone, and the product fails with bad_alloc as the even grid does.
 static void gemm_claim(void* ctx, int64_t first_chunk, int64_t end_chunk) {
   const GemmJob& g = *static_cast<const GemmJob*>(ctx);
   PackBuffers& buf = pack_buffers();
@@ -664,6 +667,8 @@ static int plan_grid(GemmJob& g, int T) {
   return T;
 }
 
+static int64_t operand_bytes(const GemmJob& g) { return (int64_t)sizeof(float) * (g.M * g.K + g.K * g.N + g.M * g.N); }
+
 // On several threads, a product whose op(A) is small enough to keep packed
 // whole on each thread (X W and dZ W^T at a batch, dW at a batch above KC)
 // is cut into groups of column strips, and one with a single panel of B (dW
@@ -672,10 +677,10 @@ static int plan_grid(GemmJob& g, int T) {
 // and a core whose other hyperthread the host gives to someone else runs at
 // half speed or less; claimed groups let the faster core take more of them.
 // Each thread packs the operand all groups read once (op(A) or the panel of
-// B), as it would for an even split. False when the product keeps the even
-// grid of plan_grid.
-static int64_t operand_bytes(const GemmJob& g) { return (int64_t)sizeof(float) * (g.M * g.K + g.K * g.N + g.M * g.N); }
-
+// B), as it would for an even split. A small product, whose operands fit in
+// the cores' caches, is split the same way every call instead (stable): see
+// the two cases below. False when the product keeps the even grid of
+// plan_grid.
 static bool plan_shared_tasks(GemmJob& g, int T) {
   const int64_t row_strips = (g.M + MR - 1) / MR, col_strips = (g.N + NR - 1) / NR;
   const int64_t per_thread = 8;  // groups per thread: balance against per-group work
