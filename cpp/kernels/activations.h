@@ -175,15 +175,16 @@ static void act_backward(float* dz, float* dslope, const float* da, const float*
   }
   ActBackwardJob job{dz, dslope, da, z, a, B, N, p, activity, kl_col_grad.empty() ? nullptr : kl_col_grad.data(),
                      drop, dropped};
-  if (dslope)
+  if (dslope) {
     parallel_for(N, slices_per_chunk(B), act_backward_cols, &job);
-  else if (B * N < ((int64_t)1 << 15) && N >= 64)
-    // a small batch, too few rows to split: a part of the columns for each
-    // thread, as the small products that made da and z split them (gemm.h),
-    // so that each thread reads what it wrote (digits 64-256-256-10 at 2 threads)
-    parallel_for(N, (N + num_threads() - 1) / num_threads(), act_backward_cols, &job);
-  else
-    parallel_for(B, slices_per_chunk(N), act_backward_rows, &job);
+    return;
+  }
+  // A small batch, under slices_per_chunk's grain, still splits its rows
+  // evenly (from 4096 elements), as the small products around it do on every
+  // thread (gemm.h). Whole rows: split into parts of every row, the cores'
+  // prefetchers fetched into each other's lines of dz.
+  const bool small = B * N < ((int64_t)1 << 15) && B * N >= ((int64_t)1 << 12);
+  parallel_for(B, small ? (B + num_threads() - 1) / num_threads() : slices_per_chunk(N), act_backward_rows, &job);
 }
 
 // z is (B, U*k): unit u owns columns u*k .. u*k+k-1; a and argmax are (B, U).
