@@ -349,19 +349,20 @@ BlockStats stats_of(const float* x, int64_t n, std::vector<BlockStats>& blocks, 
 
 }  // namespace
 
+// A term only where its strength is not 0: an infinite sum times 0 would be NaN.
+double Network::penalty_of(size_t l, const BlockStats& x) const {
+  return (l2[l] != 0.0f ? 0.5 * l2[l] * x.sum_squares : 0.0) + (l1[l] != 0.0f ? l1[l] * x.sum_abs : 0.0);
+}
+
 Network::ParamStats Network::param_stats() const {
   ParamStats s;
   std::vector<BlockStats> blocks;
-  // a term only where its strength is not 0: an infinite sum times 0 would be NaN
-  auto penalty = [&](size_t l, const BlockStats& x) {
-    return (l2[l] != 0.0f ? 0.5 * l2[l] * x.sum_squares : 0.0) + (l1[l] != 0.0f ? l1[l] * x.sum_abs : 0.0);
-  };
   for (size_t l = 0; l < layers_.size(); l++) {
     const LayerSpec& S = layers_[l];
     const int64_t n_w = S.n_in * S.width();
     const BlockStats w = stats_of(params_.data() + w_off_[l], n_w, blocks);
     const BlockStats b = stats_of(params_.data() + b_off_[l], S.width(), blocks);
-    s.penalty += penalty(l, w) + (penalize_bias ? penalty(l, b) : 0.0);
+    s.penalty += penalty_of(l, w) + (penalize_bias ? penalty_of(l, b) : 0.0);
     s.finite = s.finite && std::isfinite(w.sum_squares) && std::isfinite(b.sum_squares);
     if (s_off_[l] >= 0)
       s.finite = s.finite && std::isfinite(stats_of(params_.data() + s_off_[l], S.units, blocks, true).sum_squares);
@@ -371,7 +372,20 @@ Network::ParamStats Network::param_stats() const {
   return s;
 }
 
-double Network::penalty_value() const { return param_stats().penalty; }
+// The same sums as param_stats, of the penalised layers' parameters only.
+double Network::penalty_value() const {
+  double total = 0.0;
+  std::vector<BlockStats> blocks;
+  for (size_t l = 0; l < layers_.size(); l++) {
+    if (l1[l] == 0.0f && l2[l] == 0.0f) continue;
+    const LayerSpec& S = layers_[l];
+    const bool squares_only = l1[l] == 0.0f;  // the sum of |x| unused
+    const double w = penalty_of(l, stats_of(params_.data() + w_off_[l], S.n_in * S.width(), blocks, squares_only));
+    total += w + (penalize_bias ? penalty_of(l, stats_of(params_.data() + b_off_[l], S.width(), blocks, squares_only))
+                                : 0.0);
+  }
+  return total;
+}
 
 // ----------------------------------------------------------------------------
 // the epoch loop

@@ -171,6 +171,8 @@ class Network {
   void optimizer_step_impl(bool weights_stepped);
   // The optimizer's hyperparameters for layer l's weights at this step.
   OptParams weight_step_params(size_t l) const;
+  // layer l's (l2/2) |x|^2 + l1 |x|_1 from the sums of x
+  double penalty_of(size_t l, const BlockStats& x) const;
   DropoutSpec layer_dropout(size_t l, MaskPurpose purpose, uint64_t mask_seed, uint32_t mask_step) const;
   // Adds sum |h| and the count of |h| > threshold per hidden layer for the batch in ws.
   void accumulate_stats(const Workspace& ws, float threshold, double* sum_abs, double* active) const;
